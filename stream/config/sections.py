@@ -1,0 +1,314 @@
+"""The configuration schema: one frozen dataclass per TOML table.
+
+Defaults here are the documented defaults; ``stream/default.toml`` spells every one of them out
+(a test keeps the two equal). Range checks live in ``__post_init__`` and raise ConfigError with the
+key, the value and what is allowed. Sections are frozen and built of tuples so they hash: the
+preprocessing sections are hashed into every model card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+from stream.config.loader import ConfigError
+from stream.rates import EMG_RATE_HZ, IMU_RATE_HZ, samples_per_frame
+
+
+def _require(condition: bool, key: str, value: object, allowed: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key.rsplit('.', 1)[-1]} = {value!r}: must be {allowed}", key=key)
+
+
+def _check_endpoint(key: str, value: str) -> None:
+    _require(
+        value.startswith(("tcp://", "ipc://", "inproc://")),
+        key,
+        value,
+        "a ZeroMQ endpoint such as 'tcp://127.0.0.1:5555' or 'ipc:///run/signstream/frames'",
+    )
+
+
+SENSOR_NAMES = (
+    "flexor_carpi_radialis",
+    "flexor_digitorum_superficialis",
+    "extensor_digitorum",
+    "extensor_carpi_ulnaris",
+    "biceps_brachii",
+    "triceps_brachii",
+)
+
+
+@dataclass(frozen=True)
+class SensorsConfig:
+    """Which sensors the signer wears and the rates they send at."""
+
+    names: tuple[str, ...] = SENSOR_NAMES
+    emg_rate_hz: Fraction = EMG_RATE_HZ
+    imu_rate_hz: Fraction = IMU_RATE_HZ
+    modalities: tuple[Literal["emg", "acc", "gyro"], ...] = ("emg", "acc", "gyro")
+
+    def __post_init__(self) -> None:
+        _require(len(self.names) >= 1, "sensors.names", self.names, "a non-empty list of sensor names")
+        _require(len(set(self.names)) == len(self.names), "sensors.names", self.names, "unique names")
+        _require(len(self.modalities) >= 1, "sensors.modalities", self.modalities, "a non-empty list")
+        _require(len(set(self.modalities)) == len(self.modalities), "sensors.modalities", self.modalities, "unique")
+        for key, rate in (("sensors.emg_rate_hz", self.emg_rate_hz), ("sensors.imu_rate_hz", self.imu_rate_hz)):
+            try:
+                samples_per_frame(rate)
+            except ValueError as error:
+                raise ConfigError(f"{key.rsplit('.', 1)[-1]} = '{rate}': {error}", key=key) from None
+
+
+@dataclass(frozen=True)
+class EndpointsConfig:
+    """ZeroMQ endpoints. Publishers bind, subscribers connect. Loopback unless configured."""
+
+    frames: str = "tcp://127.0.0.1:5555"
+    predictions: str = "tcp://127.0.0.1:5556"
+    events: str = "tcp://127.0.0.1:5557"
+    send_high_water_mark: int = 1000
+    receive_high_water_mark: int = 1000
+    heartbeat_interval_s: float = 1.0
+    max_message_bytes: int = 1_048_576
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "predictions", "events"):
+            _check_endpoint(f"endpoints.{name}", getattr(self, name))
+        for name in ("send_high_water_mark", "receive_high_water_mark"):
+            _require(getattr(self, name) >= 1, f"endpoints.{name}", getattr(self, name), ">= 1")
+        _require(self.heartbeat_interval_s > 0, "endpoints.heartbeat_interval_s", self.heartbeat_interval_s, "> 0")
+        _require(self.max_message_bytes >= 1024, "endpoints.max_message_bytes", self.max_message_bytes, ">= 1024")
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """Optional CURVE encryption + authentication for links between hosts (keys from files)."""
+
+    curve: bool = False
+    server_secret_key_file: str = ""
+    server_public_key_file: str = ""
+    client_secret_key_file: str = ""
+    client_public_key_file: str = ""
+    authorized_clients_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if self.curve:
+            for name in ("server_secret_key_file", "server_public_key_file"):
+                _require(bool(getattr(self, name)), f"security.{name}", getattr(self, name),
+                         "a key file path when security.curve = true")
+
+
+@dataclass(frozen=True)
+class FiltersConfig:
+    """Filter design, done once at start-up with scipy.signal."""
+
+    emg_bandpass_hz: tuple[float, float] = (20.0, 450.0)
+    emg_bandpass_order: int = 4
+    notch_hz: float = 50.0
+    notch_quality: float = 30.0
+    imu_lowpass_hz: float = 20.0
+    imu_lowpass_order: int = 4
+    initial_state: Literal["steady", "zeros"] = "steady"
+
+    def __post_init__(self) -> None:
+        low, high = self.emg_bandpass_hz
+        _require(0 < low < high, "filters.emg_bandpass_hz", list(self.emg_bandpass_hz), "[low, high] with 0 < low < high")
+        _require(high < float(EMG_RATE_HZ) / 2, "filters.emg_bandpass_hz", list(self.emg_bandpass_hz),
+                 f"below the sEMG Nyquist frequency {float(EMG_RATE_HZ) / 2:.1f} Hz")
+        _require(1 <= self.emg_bandpass_order <= 10, "filters.emg_bandpass_order", self.emg_bandpass_order, "1 to 10")
+        _require(self.notch_hz == 0 or 0 < self.notch_hz < float(EMG_RATE_HZ) / 2, "filters.notch_hz", self.notch_hz,
+                 "0 (off), or a mains frequency such as 50 or 60")
+        _require(self.notch_quality > 0, "filters.notch_quality", self.notch_quality, "> 0")
+        _require(0 < self.imu_lowpass_hz < float(IMU_RATE_HZ) / 2, "filters.imu_lowpass_hz", self.imu_lowpass_hz,
+                 f"between 0 and the IMU Nyquist frequency {float(IMU_RATE_HZ) / 2:.1f} Hz")
+        _require(1 <= self.imu_lowpass_order <= 10, "filters.imu_lowpass_order", self.imu_lowpass_order, "1 to 10")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Resampling to the model's input rate and fixed normalisation (constants, not data statistics,
+    so the hash of this section alone says which preprocessing a model expects)."""
+
+    model_rate_hz: Fraction = Fraction(2000, 27)
+    emg_envelope: bool = True
+    resample_half_length: int = 4
+    resample_kaiser_beta: float = 5.0
+    emg_scale: float = 20.0
+    acc_scale: float = 1.0
+    gyro_scale: float = 0.01
+
+    def __post_init__(self) -> None:
+        _require(self.resample_half_length >= 1, "preprocess.resample_half_length", self.resample_half_length, ">= 1")
+        _require(self.resample_kaiser_beta >= 0, "preprocess.resample_kaiser_beta", self.resample_kaiser_beta, ">= 0")
+        for name in ("emg_scale", "acc_scale", "gyro_scale"):
+            _require(getattr(self, name) > 0, f"preprocess.{name}", getattr(self, name), "> 0")
+        try:
+            samples_per_frame(self.model_rate_hz)
+        except ValueError as error:
+            raise ConfigError(f"model_rate_hz = '{self.model_rate_hz}': {error}", key="preprocess.model_rate_hz") from None
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Aligned windows at the model rate. Lengths are rounded to whole model-rate samples."""
+
+    length_s: float = 2.0
+    hop_s: float = 0.0135
+    gap_policy: Literal["drop", "flag"] = "drop"
+
+    def __post_init__(self) -> None:
+        _require(self.length_s > 0, "window.length_s", self.length_s, "> 0")
+        _require(self.hop_s > 0, "window.hop_s", self.hop_s, "> 0")
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """Activity detection (sEMG energy and IMU motion) with hysteresis."""
+
+    emg_on_threshold: float = 3.0
+    emg_off_threshold: float = 2.0
+    motion_on_threshold: float = 3.0
+    motion_off_threshold: float = 2.0
+    min_sign_s: float = 0.3
+    max_sign_s: float = 1.9
+    hold_off_s: float = 0.12
+    baseline_time_constant_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        _require(self.emg_off_threshold <= self.emg_on_threshold, "segmentation.emg_off_threshold",
+                 self.emg_off_threshold, "<= emg_on_threshold (hysteresis)")
+        _require(self.motion_off_threshold <= self.motion_on_threshold, "segmentation.motion_off_threshold",
+                 self.motion_off_threshold, "<= motion_on_threshold (hysteresis)")
+        _require(0 < self.min_sign_s < self.max_sign_s, "segmentation.min_sign_s", self.min_sign_s,
+                 "> 0 and < max_sign_s")
+        _require(self.hold_off_s >= 0, "segmentation.hold_off_s", self.hold_off_s, ">= 0")
+        _require(self.baseline_time_constant_s > 0, "segmentation.baseline_time_constant_s",
+                 self.baseline_time_constant_s, "> 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The classifier. Relative paths are resolved against the config file's directory."""
+
+    card: str = "../models/student/model_card.json"
+    variant: Literal["float32", "dynamic_range", "int8"] = "dynamic_range"
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        _require(bool(self.card), "model.card", self.card, "a path to a model_card.json")
+        _require(1 <= self.threads <= 64, "model.threads", self.threads, "1 to 64")
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """Predictions -> sign events."""
+
+    confidence_threshold: float = 0.5
+    min_event_gap_s: float = 0.3
+    jsonl_log: str = ""
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.confidence_threshold <= 1, "sink.confidence_threshold", self.confidence_threshold, "0 to 1")
+        _require(self.min_event_gap_s >= 0, "sink.min_event_gap_s", self.min_event_gap_s, ">= 0")
+
+
+@dataclass(frozen=True)
+class SyntheticSourceConfig:
+    seed: int = 0
+    signer: int = 0
+    rest_s: tuple[float, float] = (1.0, 2.5)
+    signs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        low, high = self.rest_s
+        _require(0 <= low <= high, "acquire.synthetic.rest_s", list(self.rest_s), "[min, max] seconds with 0 <= min <= max")
+
+
+@dataclass(frozen=True)
+class ReplaySourceConfig:
+    path: str = ""
+    speed: float = 1.0
+    loop: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.speed > 0, "acquire.replay.speed", self.speed, "> 0 (1.0 is real time)")
+
+
+@dataclass(frozen=True)
+class TrignoSourceConfig:
+    host: str = "127.0.0.1"
+    command_port: int = 50040
+    emg_port: int = 50043
+    aux_port: int = 50044
+    legacy_aux: bool = False
+    slots: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    timeout_s: float = 5.0
+    reconnect_backoff_s: tuple[float, float] = (0.5, 8.0)
+
+    def __post_init__(self) -> None:
+        for name in ("command_port", "emg_port", "aux_port"):
+            _require(1 <= getattr(self, name) <= 65535, f"acquire.trigno.{name}", getattr(self, name), "a TCP port 1-65535")
+        _require(all(1 <= slot <= 16 for slot in self.slots), "acquire.trigno.slots", list(self.slots), "slot numbers 1-16")
+        _require(len(set(self.slots)) == len(self.slots), "acquire.trigno.slots", list(self.slots), "unique slot numbers")
+        _require(self.timeout_s > 0, "acquire.trigno.timeout_s", self.timeout_s, "> 0")
+        low, high = self.reconnect_backoff_s
+        _require(0 < low <= high, "acquire.trigno.reconnect_backoff_s", list(self.reconnect_backoff_s),
+                 "[first, max] seconds with 0 < first <= max")
+
+
+@dataclass(frozen=True)
+class AcquireConfig:
+    source: Literal["synthetic", "replay", "trigno"] = "synthetic"
+    synthetic: SyntheticSourceConfig = field(default_factory=SyntheticSourceConfig)
+    replay: ReplaySourceConfig = field(default_factory=ReplaySourceConfig)
+    trigno: TrignoSourceConfig = field(default_factory=TrignoSourceConfig)
+
+    def __post_init__(self) -> None:
+        if self.source == "replay":
+            _require(bool(self.replay.path), "acquire.replay.path", self.replay.path,
+                     "a recording path when acquire.source = 'replay'")
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    out_dir: str = "recordings"
+
+    def __post_init__(self) -> None:
+        _require(bool(self.out_dir), "record.out_dir", self.out_dir, "a directory path")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    status_interval_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        _require(self.status_interval_s > 0, "logging.status_interval_s", self.status_interval_s, "> 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration. ``source`` is where it was read from (for resolving paths)."""
+
+    sensors: SensorsConfig = field(default_factory=SensorsConfig)
+    endpoints: EndpointsConfig = field(default_factory=EndpointsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    filters: FiltersConfig = field(default_factory=FiltersConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sink: SinkConfig = field(default_factory=SinkConfig)
+    acquire: AcquireConfig = field(default_factory=AcquireConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # Directory of the file this was read from; not a TOML key (the loader refuses it).
+    base_dir: str = field(default=".", compare=False)
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the config: absolute as is, relative to the config file's directory."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (Path(self.base_dir) / path).resolve()
