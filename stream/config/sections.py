@@ -176,8 +176,17 @@ class SegmentationConfig:
     max_sign_s: float = 1.9
     hold_off_s: float = 0.12
     baseline_time_constant_s: float = 10.0
+    smoothing_s: float = 0.05
+    emg_floor: float = 0.02
+    motion_floor: float = 0.02
+    gravity_time_constant_s: float = 2.0
+    warmup_s: float = 1.0
 
     def __post_init__(self) -> None:
+        for name in ("smoothing_s", "warmup_s"):
+            _require(getattr(self, name) >= 0, f"segmentation.{name}", getattr(self, name), ">= 0")
+        for name in ("emg_floor", "motion_floor", "gravity_time_constant_s"):
+            _require(getattr(self, name) > 0, f"segmentation.{name}", getattr(self, name), "> 0")
         _require(self.emg_off_threshold <= self.emg_on_threshold, "segmentation.emg_off_threshold",
                  self.emg_off_threshold, "<= emg_on_threshold (hysteresis)")
         _require(self.motion_off_threshold <= self.motion_on_threshold, "segmentation.motion_off_threshold",
