@@ -139,9 +139,12 @@ class PreprocessConfig:
     emg_scale: float = 20.0
     acc_scale: float = 1.0
     gyro_scale: float = 0.01
+    max_gap_fill_s: float = 5.0
 
     def __post_init__(self) -> None:
         _require(self.resample_half_length >= 1, "preprocess.resample_half_length", self.resample_half_length, ">= 1")
+        _require(0 <= self.max_gap_fill_s <= 3600, "preprocess.max_gap_fill_s", self.max_gap_fill_s,
+                 "0 to 3600 seconds (longer gaps restart the filters instead of being filled)")
         _require(self.resample_kaiser_beta >= 0, "preprocess.resample_kaiser_beta", self.resample_kaiser_beta, ">= 0")
         for name in ("emg_scale", "acc_scale", "gyro_scale"):
             _require(getattr(self, name) > 0, f"preprocess.{name}", getattr(self, name), "> 0")
@@ -176,7 +179,7 @@ class SegmentationConfig:
     max_sign_s: float = 1.9
     hold_off_s: float = 0.12
     baseline_time_constant_s: float = 10.0
-    smoothing_s: float = 0.05
+    smoothing_s: float = 0.03
     emg_floor: float = 0.02
     motion_floor: float = 0.02
     gravity_time_constant_s: float = 2.0

@@ -1,0 +1,173 @@
+"""Finding signs in the stream: activity detection on sEMG energy and IMU motion, with hysteresis.
+
+A stage with no sockets: ``Segmenter.process(block)`` takes the Preprocessor's aligned model-rate
+blocks and returns the segments that ended in them. stream-infer and ``stream.evaluate`` call the
+same object.
+
+Per model-rate sample (13.5 ms):
+
+- sEMG energy: the mean over sensors of the normalised envelope; IMU motion: the mean over sensors of
+  the gyroscope magnitude plus the accelerometer's deviation from its slow (gravity) level. Both are
+  smoothed by a one-pole low-pass (``smoothing_s``).
+- Each is divided by its rest baseline: a level tracked only while no sign is under way, falling
+  quickly (1 s) and rising slowly (``baseline_time_constant_s``), so that a sign never raises it but
+  a quieter rest is followed at once. A floor keeps the ratio finite on a perfectly still signal.
+- Hysteresis: a sign starts when either ratio reaches its *on* threshold and ends when both have
+  stayed below their *off* thresholds for ``hold_off_s``; the sign's end is the first quiet sample.
+  Shorter than ``min_sign_s``: dropped (a twitch). Longer than ``max_sign_s``: cut there and
+  reported, then no new sign starts until the activity has fallen below the off thresholds.
+- A sample marked invalid (a gap or NaN upstream) abandons the sign under way: a segment never
+  spans a gap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+_IDLE, _ACTIVE, _REFRACTORY = 0, 1, 2
+_BASELINE_FALL_TIME_CONSTANT_S = 1.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A sign found in the stream, in model-rate sample indices (end exclusive).
+
+    ``decided_index`` is the index of the sample after the one on which the decision was taken: the
+    window ending there is the first that holds the whole sign and the hold-off after it.
+    """
+
+    start_index: int
+    end_index: int
+    decided_index: int
+    forced: bool = False  # cut at max_sign_s rather than ended by rest
+
+
+@dataclass
+class SegmenterState:
+    """Everything carried between blocks (explicit, so reset and inspection are trivial)."""
+
+    next_index: int | None = None
+    emg_level: float = math.nan
+    motion_level: float = math.nan
+    emg_baseline: float = math.nan
+    motion_baseline: float = math.nan
+    gravity: np.ndarray | None = None
+    mode: int = _IDLE
+    start_index: int = 0
+    quiet_samples: int = 0
+    samples_seen: int = 0
+
+
+class Segmenter:
+    """Activity detection with hysteresis over aligned model-rate blocks."""
+
+    def __init__(self, config):
+        segmentation = config.segmentation
+        rate = float(config.preprocess.model_rate_hz)
+        self.config = segmentation
+        self.rate_hz = rate
+        self.sensor_count = len(config.sensors.names)
+        self.smoothing = 1.0 - math.exp(-1.0 / (segmentation.smoothing_s * rate)) if segmentation.smoothing_s > 0 else 1.0
+        self.baseline_rise = 1.0 - math.exp(-1.0 / (segmentation.baseline_time_constant_s * rate))
+        self.baseline_fall = 1.0 - math.exp(-1.0 / (_BASELINE_FALL_TIME_CONSTANT_S * rate))
+        self.gravity_rate = 1.0 - math.exp(-1.0 / (segmentation.gravity_time_constant_s * rate))
+        self.warmup_samples = max(1, round(segmentation.warmup_s * rate))
+        self.hold_off_samples = max(1, round(segmentation.hold_off_s * rate))
+        self.min_samples = max(1, round(segmentation.min_sign_s * rate))
+        self.max_samples = max(self.min_samples + 1, round(segmentation.max_sign_s * rate))
+        self.counters = {"segments": 0, "segments_too_short": 0, "segments_forced": 0, "segments_dropped_invalid": 0}
+        self.state = SegmenterState()
+
+    def reset(self) -> None:
+        """Forget everything (after a gap or a restarted source); baselines are learned again."""
+        if self.state.mode == _ACTIVE:
+            self.counters["segments_dropped_invalid"] += 1
+        self.state = SegmenterState()
+
+    @property
+    def active(self) -> bool:
+        return self.state.mode == _ACTIVE
+
+    def features(self, emg: np.ndarray, acc: np.ndarray, gyro: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw (unsmoothed) sEMG energy and IMU motion per sample; updates the gravity estimate."""
+        state = self.state
+        sensors = self.sensor_count
+        energy = emg.mean(axis=1, dtype=np.float64)
+        gyro_magnitude = np.sqrt((gyro.reshape(-1, sensors, 3).astype(np.float64) ** 2).sum(axis=2)).mean(axis=1)
+        acc_by_sensor = acc.reshape(-1, sensors * 3).astype(np.float64)
+        deviation = np.empty(len(acc_by_sensor))
+        for row, sample in enumerate(acc_by_sensor):
+            if state.gravity is None or not np.isfinite(state.gravity).all():
+                state.gravity = sample.copy()
+            deviation[row] = np.sqrt(((sample - state.gravity).reshape(sensors, 3) ** 2).sum(axis=1)).mean()
+            state.gravity += self.gravity_rate * (sample - state.gravity)
+        return energy, gyro_magnitude + deviation
+
+    def process(self, block) -> list[Segment]:
+        """Feed one AlignedBlock; returns the segments that ended in it."""
+        emg, acc, gyro, valid = block.emg, block.acc, block.gyro, block.valid
+        count = len(emg)
+        if count == 0:
+            return []
+        state = self.state
+        if state.next_index is not None and block.first_index != state.next_index:
+            # Upstream jumped: never bridge it.
+            self.reset()
+            state = self.state
+        energy, motion = self.features(emg, acc, gyro)
+        segments: list[Segment] = []
+        configuration = self.config
+        for offset in range(count):
+            index = block.first_index + offset
+            if not valid[offset] or not (math.isfinite(energy[offset]) and math.isfinite(motion[offset])):
+                self.reset()
+                state = self.state
+                state.next_index = index + 1
+                continue
+            if state.samples_seen == 0:
+                state.emg_level = state.emg_baseline = float(energy[offset])
+                state.motion_level = state.motion_baseline = float(motion[offset])
+            else:
+                state.emg_level += self.smoothing * (energy[offset] - state.emg_level)
+                state.motion_level += self.smoothing * (motion[offset] - state.motion_level)
+            state.samples_seen += 1
+            emg_ratio = state.emg_level / max(state.emg_baseline, configuration.emg_floor)
+            motion_ratio = state.motion_level / max(state.motion_baseline, configuration.motion_floor)
+            loud = emg_ratio >= configuration.emg_on_threshold or motion_ratio >= configuration.motion_on_threshold
+            quiet = emg_ratio < configuration.emg_off_threshold and motion_ratio < configuration.motion_off_threshold
+            warming_up = state.samples_seen <= self.warmup_samples
+
+            if state.mode == _IDLE:
+                if loud and not warming_up:
+                    state.mode, state.start_index, state.quiet_samples = _ACTIVE, index, 0
+                else:
+                    self._track_baselines(state)
+            elif state.mode == _ACTIVE:
+                state.quiet_samples = state.quiet_samples + 1 if quiet else 0
+                if state.quiet_samples >= self.hold_off_samples:
+                    end = index + 1 - state.quiet_samples
+                    state.mode = _IDLE
+                    if end - state.start_index >= self.min_samples:
+                        segments.append(Segment(state.start_index, end, index + 1))
+                        self.counters["segments"] += 1
+                    else:
+                        self.counters["segments_too_short"] += 1
+                elif index + 1 - state.start_index >= self.max_samples:
+                    segments.append(Segment(state.start_index, index + 1, index + 1, forced=True))
+                    self.counters["segments"] += 1
+                    self.counters["segments_forced"] += 1
+                    state.mode = _REFRACTORY
+            else:  # refractory after a forced cut: wait for rest before a new sign may start
+                if quiet:
+                    state.mode = _IDLE
+            state.next_index = index + 1
+        return segments
+
+    def _track_baselines(self, state: SegmenterState) -> None:
+        for level_name, baseline_name in (("emg_level", "emg_baseline"), ("motion_level", "motion_baseline")):
+            level, baseline = getattr(state, level_name), getattr(state, baseline_name)
+            rate = self.baseline_fall if level < baseline else self.baseline_rise
+            setattr(state, baseline_name, baseline + rate * (level - baseline))
