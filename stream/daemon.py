@@ -259,8 +259,8 @@ def _short(value: float) -> str:
     return str(value) if isinstance(value, int) else f"{value:.4g}"
 
 
-class StartupError(RuntimeError):
-    """A daemon cannot start (model card, source, endpoint): the message says what to fix."""
+class DaemonError(RuntimeError):
+    """A daemon cannot start or go on (model card, source, endpoint): the message says what to fix."""
 
 
 def run_daemon(name: str, config: Config, setup: Callable[[Daemon], Callable[[], None] | None]) -> int:
@@ -271,7 +271,7 @@ def run_daemon(name: str, config: Config, setup: Callable[[Daemon], Callable[[],
     try:
         tick = setup(daemon)
         daemon.run(tick)
-    except (zmq.ZMQError, CurveKeyError, StartupError) as error:
+    except (zmq.ZMQError, CurveKeyError, DaemonError) as error:
         daemon.log.error("cannot run: %s", error)
         return 1
     finally:

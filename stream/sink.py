@@ -14,7 +14,7 @@ import time
 import zmq
 
 from stream.cli import build_parser, load_config_or_exit
-from stream.daemon import Daemon, StartupError, run_daemon
+from stream.daemon import Daemon, DaemonError, run_daemon
 from stream.events import EventBuilder
 from stream.protocol import TOPIC_PREDICTION, SequenceTracker, decode_prediction, encode_event
 
@@ -31,7 +31,7 @@ def setup_sink(daemon: Daemon):
             path.parent.mkdir(parents=True, exist_ok=True)
             log_file = open(path, "a", encoding="utf-8")
         except OSError as error:
-            raise StartupError(f"[sink] jsonl_log = {config.sink.jsonl_log!r}: cannot open for appending ({error})") from None
+            raise DaemonError(f"[sink] jsonl_log = {config.sink.jsonl_log!r}: cannot open for appending ({error})") from None
         daemon.on_close(log_file.close)
     sequence = 0
 

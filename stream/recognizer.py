@@ -1,0 +1,132 @@
+"""The infer stage: frames in, recognitions out (no sockets; stream-infer and evaluation share it).
+
+Preprocessor (filters, resampling, alignment) -> WindowAssembler (ring of recent model-rate samples)
+-> Segmenter (where a sign starts and ends) -> Classifier (LiteRT student) on the window that ends
+when the segmenter decided the sign was over: the whole sign and the hold-off after it, so the
+window is ready the moment the sign is found and no later (latency is the hold-off plus the
+filters' delay).
+
+A window that overlaps a gap or invalid samples is never classified (counted instead); indices that
+go backwards (a restarted source) reset every stage.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from stream.dsp.preprocess import Preprocessor
+from stream.dsp.windows import WindowAssembler
+from stream.rates import rate_to_string
+from stream.segmenter import Segment, Segmenter
+
+
+@dataclass(frozen=True)
+class Recognition:
+    segment: Segment
+    probabilities: np.ndarray
+    class_index: int
+    confidence: float
+    inference_s: float
+
+
+class Recognizer:
+    def __init__(self, config, classifier):
+        self.config = config
+        self.classifier = classifier
+        self.preprocessor = Preprocessor(config)
+        self.windows = WindowAssembler(config)
+        self.segmenter = Segmenter(config)
+        self.model_rate_hz = config.preprocess.model_rate_hz
+        self.counters = {"stream_restarts": 0, "windows_unavailable": 0, "windows_dropped_gap": 0,
+                         "classifications": 0}
+        self.last_inference_s = 0.0
+        self._next_emg_index: int | None = None
+
+    def reset(self) -> None:
+        """A new stream (the source restarted): forget all state."""
+        self.preprocessor.reset()
+        self.windows.reset()
+        self.segmenter.reset()
+        self._next_emg_index = None
+
+    def all_counters(self) -> dict:
+        return {**self.counters, **self.segmenter.counters, "dsp_gaps": self.preprocessor.gap_count,
+                "dsp_windows_dropped": self.windows.dropped}
+
+    def process_frame(self, frame) -> list[Recognition]:
+        if self._next_emg_index is not None and frame.emg_first_index < self._next_emg_index:
+            # Indices went backwards: the source restarted. Start over from this frame.
+            self.counters["stream_restarts"] += 1
+            self.reset()
+        block = self.preprocessor.process_frame(frame)
+        self._next_emg_index = frame.emg_first_index + frame.emg.shape[0]
+        if block is None or len(block) == 0:
+            return []
+        self.windows.push(block)
+        return self.classify(self.segmenter.process(block))
+
+    def classify(self, segments: list[Segment]) -> list[Recognition]:
+        recognitions = []
+        for segment in segments:
+            window = self.windows.window_ending_at(segment.decided_index)
+            if window is None:
+                self.counters["windows_unavailable"] += 1
+                continue
+            if window.flagged:
+                self.counters["windows_dropped_gap"] += 1
+                continue
+            started = time.perf_counter()
+            probabilities = np.asarray(self.classifier.predict(window), dtype=np.float32)
+            inference_s = time.perf_counter() - started
+            self.last_inference_s = inference_s
+            self.counters["classifications"] += 1
+            class_index = int(np.argmax(probabilities))
+            recognitions.append(Recognition(segment, probabilities, class_index, float(probabilities[class_index]),
+                                            inference_s))
+        return recognitions
+
+    def prediction_fields(self, recognition: Recognition, wall_offset_s: float) -> dict:
+        """The protocol's prediction fields (without seq/session/t_wall): shared by stream-infer and
+        stream.evaluate so both feed the event stage identical maps."""
+        rate = float(self.model_rate_hz)
+        start_s = recognition.segment.start_index / rate
+        end_s = recognition.segment.end_index / rate
+        probabilities = np.clip(recognition.probabilities, 0.0, 1.0)
+        return {
+            "model_id": self.classifier.model_id,
+            "class_index": recognition.class_index,
+            "label": self.classifier.labels[recognition.class_index],
+            "confidence": float(min(max(recognition.confidence, 0.0), 1.0)),
+            "probabilities": [float(value) for value in probabilities],
+            "start_index": recognition.segment.start_index,
+            "end_index": recognition.segment.end_index,
+            "decided_index": recognition.segment.decided_index,
+            "forced": recognition.segment.forced,
+            "rate": rate_to_string(self.model_rate_hz),
+            "start_time_s": start_s,
+            "end_time_s": end_s,
+            "start_wall": start_s + wall_offset_s,
+            "end_wall": end_s + wall_offset_s,
+        }
+
+
+class WallClockMap:
+    """Sample time -> host wall time: the smallest (publication wall time - sample time) seen.
+
+    The earliest-arriving frame bounds the offset best (every delay only adds to it). Reset when the
+    source restarts, since its sample clock starts again at zero.
+    """
+
+    def __init__(self) -> None:
+        self.offset_s: float | None = None
+
+    def observe(self, sample_time_end_s: float, published_wall: float) -> None:
+        offset = published_wall - sample_time_end_s
+        if self.offset_s is None or offset < self.offset_s:
+            self.offset_s = offset
+
+    def reset(self) -> None:
+        self.offset_s = None
