@@ -259,8 +259,13 @@ class TrignoSourceConfig:
     slots: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
     timeout_s: float = 5.0
     reconnect_backoff_s: tuple[float, float] = (0.5, 8.0)
+    max_reconnect_attempts: int = 0
+    backwards_compatibility: bool = True
+    upsample: bool = False
 
     def __post_init__(self) -> None:
+        _require(self.max_reconnect_attempts >= 0, "acquire.trigno.max_reconnect_attempts", self.max_reconnect_attempts,
+                 ">= 0 (0 = keep trying)")
         for name in ("command_port", "emg_port", "aux_port"):
             _require(1 <= getattr(self, name) <= 65535, f"acquire.trigno.{name}", getattr(self, name), "a TCP port 1-65535")
         _require(all(1 <= slot <= 16 for slot in self.slots), "acquire.trigno.slots", list(self.slots), "slot numbers 1-16")

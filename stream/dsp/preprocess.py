@@ -1,0 +1,271 @@
+"""The one preprocessing chain, used on whole recordings (training) and frame by frame (streaming).
+
+Per modality (stream.dsp.chain): non-finite samples held -> SOS filter (sEMG band-pass + notch,
+IMU low-pass) -> full-wave rectification (sEMG, if ``emg_envelope``) -> polyphase resampling to
+``[preprocess] model_rate_hz`` -> fixed scaling. The modalities are then aligned on model-rate
+indices: model sample ``k`` is at time ``k / model_rate_hz`` on the sensors' clock; the filters'
+delay is not in the index, it only delays emission (by ``emission_delay_s``).
+
+``process_recording`` runs the same kernels as ``process_frame`` on the whole arrays at once, from a
+fresh state: its output equals the concatenated streaming output bitwise, for any framing.
+
+Dropouts and gaps (docs/DSP.md): a NaN/inf sample is replaced by its channel's last finite value
+before filtering (so the state never turns NaN) and every model sample whose filter settling span or
+FIR span reaches it has ``valid = False``. A forward jump in frame indices is a gap: up to
+``[preprocess] max_gap_fill_s`` it is filled with such invalid samples (the same output as a recording
+with NaN there); a longer one restarts the chain at the new frame. Gaps are counted in ``gaps``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from stream.config import Config, config_hash, to_dict
+from stream.dsp.chain import ChainOutput, ModalityChain
+from stream.dsp.design import ModalityDesign, design_modality
+from stream.dsp.resample import check_continues
+from stream.frames import MODALITIES, Frame
+from stream.rates import samples_per_frame
+
+logger = logging.getLogger(__name__)
+
+# Bump when the algorithm changes in a way the config does not show: it is part of the hash.
+PREPROCESSING_VERSION = 1
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+GAP_HISTORY = 1000
+
+
+@dataclass
+class AlignedBlock:
+    """Model-rate samples ``first_index .. first_index + n - 1`` of every modality, float32."""
+
+    first_index: int
+    emg: np.ndarray  # (n, S)
+    acc: np.ndarray  # (n, 3S)
+    gyro: np.ndarray  # (n, 3S)
+    valid: np.ndarray  # (n,) bool: False where a NaN, inf or gap contributed
+
+    def __len__(self) -> int:
+        return self.valid.shape[0]
+
+    @property
+    def end_index(self) -> int:
+        """One past the last sample (exclusive)."""
+        return self.first_index + len(self)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A forward jump in one modality's input indices."""
+
+    modality: str
+    first_missing_index: int
+    missing_samples: int
+    action: str  # "filled" (marked invalid) or "restarted" (too long to fill)
+
+
+def preprocessing_spec(config: Config) -> dict:
+    """Everything that decides what the model sees: recorded in a model card."""
+    return {
+        "version": PREPROCESSING_VERSION,
+        "sensors": to_dict(config.sensors),
+        "filters": to_dict(config.filters),
+        "preprocess": to_dict(config.preprocess),
+        "window": to_dict(config.window),
+    }
+
+
+def preprocessing_hash(config: Config) -> str:
+    """sha256 of the canonical JSON of ``preprocessing_spec``: equal preprocessing, equal hash."""
+    return config_hash(preprocessing_spec(config))
+
+
+def _channel_count(modality: str, sensors: int) -> int:
+    return sensors if modality == "emg" else 3 * sensors
+
+
+class Preprocessor:
+    """One object per stream; owns every filter and resampler state of that stream."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        sensors = config.sensors
+        self.sensor_count = len(sensors.names)
+        self.modalities = tuple(name for name in MODALITIES if name in sensors.modalities)
+        self.model_rate_hz = Fraction(config.preprocess.model_rate_hz)
+        self.input_rate_hz = {"emg": Fraction(sensors.emg_rate_hz), "acc": Fraction(sensors.imu_rate_hz),
+                              "gyro": Fraction(sensors.imu_rate_hz)}
+        self.samples_per_frame = {name: samples_per_frame(rate) for name, rate in self.input_rate_hz.items()}
+        self.designs: dict[str, ModalityDesign] = {
+            name: design_modality(name, config.filters, config.preprocess, sensors.emg_rate_hz, sensors.imu_rate_hz)
+            for name in self.modalities
+        }
+        self._steady = config.filters.initial_state == "steady"
+        self.max_gap_fill = {name: int(config.preprocess.max_gap_fill_s * rate)
+                             for name, rate in self.input_rate_hz.items()}
+        self.gaps: collections.deque[Gap] = collections.deque(maxlen=GAP_HISTORY)
+        self.gap_count = 0
+        self.invalid_input_samples = 0
+        self.reset()
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _new_chains(self) -> dict[str, ModalityChain]:
+        return {name: ModalityChain.from_design(self.designs[name], _channel_count(name, self.sensor_count),
+                                                self._steady)
+                for name in self.modalities}
+
+    def reset(self) -> None:
+        """Forget the stream: the next frame may start at any index (e.g. after acquisition restarts)."""
+        self._chains = self._new_chains()
+        self._pending: dict[str, ChainOutput | None] = {name: None for name in self.modalities}
+
+    @property
+    def emission_delay_s(self) -> Fraction:
+        """How long after model sample k's time its last input arrives (the resampler FIR half-span)."""
+        return max(self.designs[name].resampler.delay_s for name in self.modalities)
+
+    # -- validation ----------------------------------------------------------------------------
+
+    def _check_array(self, name: str, array: object, rows: int | None) -> np.ndarray:
+        channels = _channel_count(name, self.sensor_count)
+        if not isinstance(array, np.ndarray):
+            raise ValueError(f"{name} is a {type(array).__name__}; pass a numpy array of shape (samples, {channels})")
+        if array.dtype not in SUPPORTED_DTYPES:
+            raise ValueError(f"{name} has dtype {array.dtype}; expected float32 (or float64): convert with "
+                             ".astype(np.float32)")
+        if array.ndim != 2 or array.shape[1] != channels:
+            raise ValueError(f"{name} has shape {array.shape}; expected (samples, {channels}) for "
+                             f"{self.sensor_count} sensors in [sensors] names")
+        if array.shape[0] == 0:
+            raise ValueError(f"{name} has no samples; pass at least one sample (skip empty chunks)")
+        if rows is not None and array.shape[0] != rows:
+            raise ValueError(f"frame {name} has {array.shape[0]} samples; a 13.5 ms frame at "
+                             f"{self.input_rate_hz[name]} Hz holds {rows}")
+        return np.ascontiguousarray(array)
+
+    def _check_rate(self, key: str, given: object, configured: Fraction) -> None:
+        if given is not None and Fraction(given) != configured:
+            raise ValueError(f"{key} {given} Hz disagrees with [sensors] {key} = '{configured}' in the config; "
+                             "resample the recording or use a config with its rates")
+
+    # -- streaming -----------------------------------------------------------------------------
+
+    def process_frame(self, frame: Frame) -> AlignedBlock | None:
+        """One 13.5 ms frame in; the model-rate samples that became complete out (None if none yet)."""
+        if not isinstance(frame, Frame):
+            raise ValueError(f"process_frame takes a stream.frames.Frame, not {type(frame).__name__}")
+        first_index = {"emg": frame.emg_first_index, "acc": frame.imu_first_index, "gyro": frame.imu_first_index}
+        arrays = {name: self._check_array(name, getattr(frame, name), self.samples_per_frame[name])
+                  for name in self.modalities}
+        for name in self.modalities:
+            check_continues(first_index[name], None, f"frame {name}")
+            expected = self._chains[name].next_input_index
+            if expected is not None and first_index[name] < expected:
+                check_continues(first_index[name], expected, f"frame {frame.sequence} {name}")
+        # Gaps: fill short ones with invalid samples, restart the whole chain after a long one.
+        fills: dict[str, int] = {}
+        for name in self.modalities:
+            expected = self._chains[name].next_input_index
+            if expected is not None and first_index[name] > expected:
+                fills[name] = first_index[name] - expected
+        if any(missing > self.max_gap_fill[name] for name, missing in fills.items()):
+            for name, missing in fills.items():
+                self._report_gap(Gap(name, first_index[name] - missing, missing, "restarted"))
+            self.reset()
+            fills = {}
+        outputs = {}
+        for name in self.modalities:
+            chain = self._chains[name]
+            pieces = []
+            if name in fills:
+                missing = fills[name]
+                self._report_gap(Gap(name, first_index[name] - missing, missing, "filled"))
+                gap = np.full((missing, chain.channels), np.nan, dtype=np.float32)
+                pieces.append(chain.process(gap, first_index[name] - missing))
+            pieces.append(chain.process(arrays[name], first_index[name]))
+            outputs[name] = _concatenate(pieces)
+        return self._align(outputs)
+
+    def _report_gap(self, gap: Gap) -> None:
+        self.gaps.append(gap)
+        self.gap_count += 1
+        logger.warning("gap in %s: %d samples missing from index %d (%s)", gap.modality, gap.missing_samples,
+                       gap.first_missing_index, gap.action)
+
+    def _align(self, outputs: dict[str, ChainOutput]) -> AlignedBlock | None:
+        """Keep per-modality outputs until every modality has them; emit the common index range."""
+        for name, output in outputs.items():
+            pending = self._pending[name]
+            self._pending[name] = output if pending is None or len(pending.valid) == 0 else _concatenate([pending,
+                                                                                                          output])
+        pendings = [self._pending[name] for name in self.modalities]
+        start = max(pending.first_index for pending in pendings)
+        end = min(pending.first_index + len(pending.valid) for pending in pendings)
+        if end <= start:
+            for name in self.modalities:  # drop what precedes the common start; it can never be aligned
+                pending = self._pending[name]
+                skip = max(0, min(start, pending.first_index + len(pending.valid)) - pending.first_index)
+                if skip:
+                    self._pending[name] = ChainOutput(pending.first_index + skip, pending.values[skip:],
+                                                      pending.valid[skip:])
+            return None
+        block = {}
+        valid = np.ones(end - start, dtype=np.bool_)
+        for name in self.modalities:
+            pending = self._pending[name]
+            lo, hi = start - pending.first_index, end - pending.first_index
+            block[name] = pending.values[lo:hi]
+            valid &= pending.valid[lo:hi]
+            self._pending[name] = ChainOutput(end, pending.values[hi:], pending.valid[hi:])
+        return self._block(start, block, valid)
+
+    def _block(self, start: int, arrays: dict[str, np.ndarray], valid: np.ndarray) -> AlignedBlock:
+        rows = valid.shape[0]
+        empty = {name: np.zeros((rows, 0), dtype=np.float32) for name in MODALITIES}
+        return AlignedBlock(first_index=start, valid=valid, **{**empty, **arrays})
+
+    # -- batch ---------------------------------------------------------------------------------
+
+    def process_recording(self, emg: np.ndarray, acc: np.ndarray, gyro: np.ndarray, emg_first_index: int = 0,
+                          imu_first_index: int = 0, *, emg_rate_hz: Fraction | str | None = None,
+                          imu_rate_hz: Fraction | str | None = None) -> AlignedBlock:
+        """A whole recording at once, from a fresh state (this object's streaming state is untouched).
+
+        NaN/inf mark the model samples they reach invalid (as in streaming). The last
+        ``emission_delay_s`` of the recording gives no output (streaming would emit it later).
+        """
+        self._check_rate("emg_rate_hz", emg_rate_hz, self.input_rate_hz["emg"])
+        self._check_rate("imu_rate_hz", imu_rate_hz, self.input_rate_hz["acc"])
+        arrays = {"emg": emg, "acc": acc, "gyro": gyro}
+        first_index = {"emg": emg_first_index, "acc": imu_first_index, "gyro": imu_first_index}
+        checked = {name: self._check_array(name, arrays[name], None) for name in self.modalities}
+        if "acc" in checked and "gyro" in checked and checked["acc"].shape[0] != checked["gyro"].shape[0]:
+            raise ValueError(f"acc has {checked['acc'].shape[0]} samples but gyro {checked['gyro'].shape[0]}; "
+                             "they share the IMU clock and must have the same length")
+        for name in self.modalities:
+            check_continues(first_index[name], None, f"{name} first index")
+        chains = self._new_chains()
+        outputs = {name: chains[name].process(checked[name], int(first_index[name])) for name in self.modalities}
+        starts = [output.first_index for output in outputs.values()]
+        start = max(starts)
+        end = max(start, min(output.first_index + len(output.valid) for output in outputs.values()))
+        valid = np.ones(end - start, dtype=np.bool_)
+        block = {}
+        for name, output in outputs.items():
+            lo, hi = start - output.first_index, end - output.first_index
+            block[name] = output.values[lo:hi]
+            valid &= output.valid[lo:hi]
+        return self._block(start, block, valid)
+
+
+def _concatenate(pieces: list[ChainOutput]) -> ChainOutput:
+    if len(pieces) == 1:
+        return pieces[0]
+    return ChainOutput(pieces[0].first_index, np.concatenate([piece.values for piece in pieces]),
+                       np.concatenate([piece.valid for piece in pieces]))
