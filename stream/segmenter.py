@@ -7,11 +7,11 @@ same object.
 Per model-rate sample (13.5 ms):
 
 - sEMG energy: the mean over sensors of the normalised envelope; IMU motion: the mean over sensors of
-  the gyroscope magnitude plus the accelerometer's deviation from its slow (gravity) level. Both are
-  smoothed by a one-pole low-pass (``smoothing_s``).
+  the gyroscope magnitude. Both are smoothed by a one-pole low-pass (``smoothing_s``).
 - Each is divided by its rest baseline: a level tracked only while no sign is under way, falling
   quickly (1 s) and rising slowly (``baseline_time_constant_s``), so that a sign never raises it but
-  a quieter rest is followed at once. A floor keeps the ratio finite on a perfectly still signal.
+  a quieter rest is followed at once (during the first ``warmup_s`` it follows both ways quickly,
+  and no sign is detected). A floor keeps the ratio finite on a perfectly still signal.
 - Hysteresis: a sign starts when either ratio reaches its *on* threshold and ends when both have
   stayed below their *off* thresholds for ``hold_off_s``; the sign's end is the first quiet sample.
   Shorter than ``min_sign_s``: dropped (a twitch). Longer than ``max_sign_s``: cut there and
@@ -54,7 +54,6 @@ class SegmenterState:
     motion_level: float = math.nan
     emg_baseline: float = math.nan
     motion_baseline: float = math.nan
-    gravity: np.ndarray | None = None
     mode: int = _IDLE
     start_index: int = 0
     quiet_samples: int = 0
@@ -73,7 +72,6 @@ class Segmenter:
         self.smoothing = 1.0 - math.exp(-1.0 / (segmentation.smoothing_s * rate)) if segmentation.smoothing_s > 0 else 1.0
         self.baseline_rise = 1.0 - math.exp(-1.0 / (segmentation.baseline_time_constant_s * rate))
         self.baseline_fall = 1.0 - math.exp(-1.0 / (_BASELINE_FALL_TIME_CONSTANT_S * rate))
-        self.gravity_rate = 1.0 - math.exp(-1.0 / (segmentation.gravity_time_constant_s * rate))
         self.warmup_samples = max(1, round(segmentation.warmup_s * rate))
         self.hold_off_samples = max(1, round(segmentation.hold_off_s * rate))
         self.min_samples = max(1, round(segmentation.min_sign_s * rate))
@@ -91,24 +89,20 @@ class Segmenter:
     def active(self) -> bool:
         return self.state.mode == _ACTIVE
 
-    def features(self, emg: np.ndarray, acc: np.ndarray, gyro: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw (unsmoothed) sEMG energy and IMU motion per sample; updates the gravity estimate."""
-        state = self.state
-        sensors = self.sensor_count
+    def features(self, emg: np.ndarray, gyro: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw (unsmoothed) sEMG energy and IMU motion per sample.
+
+        Motion is the gyroscope's magnitude alone: the accelerometer mixes gravity with movement, and
+        after a sign that ends in a new arm posture its gravity component stays changed, which would
+        hold the segment open long after the movement stopped.
+        """
         energy = emg.mean(axis=1, dtype=np.float64)
-        gyro_magnitude = np.sqrt((gyro.reshape(-1, sensors, 3).astype(np.float64) ** 2).sum(axis=2)).mean(axis=1)
-        acc_by_sensor = acc.reshape(-1, sensors * 3).astype(np.float64)
-        deviation = np.empty(len(acc_by_sensor))
-        for row, sample in enumerate(acc_by_sensor):
-            if state.gravity is None or not np.isfinite(state.gravity).all():
-                state.gravity = sample.copy()
-            deviation[row] = np.sqrt(((sample - state.gravity).reshape(sensors, 3) ** 2).sum(axis=1)).mean()
-            state.gravity += self.gravity_rate * (sample - state.gravity)
-        return energy, gyro_magnitude + deviation
+        motion = np.sqrt((gyro.reshape(len(gyro), self.sensor_count, 3).astype(np.float64) ** 2).sum(axis=2)).mean(axis=1)
+        return energy, motion
 
     def process(self, block) -> list[Segment]:
         """Feed one AlignedBlock; returns the segments that ended in it."""
-        emg, acc, gyro, valid = block.emg, block.acc, block.gyro, block.valid
+        emg, gyro, valid = block.emg, block.gyro, block.valid
         count = len(emg)
         if count == 0:
             return []
@@ -117,7 +111,7 @@ class Segmenter:
             # Upstream jumped: never bridge it.
             self.reset()
             state = self.state
-        energy, motion = self.features(emg, acc, gyro)
+        energy, motion = self.features(emg, gyro)
         segments: list[Segment] = []
         configuration = self.config
         for offset in range(count):
@@ -144,7 +138,7 @@ class Segmenter:
                 if loud and not warming_up:
                     state.mode, state.start_index, state.quiet_samples = _ACTIVE, index, 0
                 else:
-                    self._track_baselines(state)
+                    self._track_baselines(state, warming_up)
             elif state.mode == _ACTIVE:
                 state.quiet_samples = state.quiet_samples + 1 if quiet else 0
                 if state.quiet_samples >= self.hold_off_samples:
@@ -166,8 +160,10 @@ class Segmenter:
             state.next_index = index + 1
         return segments
 
-    def _track_baselines(self, state: SegmenterState) -> None:
+    def _track_baselines(self, state: SegmenterState, warming_up: bool) -> None:
         for level_name, baseline_name in (("emg_level", "emg_baseline"), ("motion_level", "motion_baseline")):
             level, baseline = getattr(state, level_name), getattr(state, baseline_name)
-            rate = self.baseline_fall if level < baseline else self.baseline_rise
+            # While warming up, follow the level both ways quickly: the first samples (filters
+            # settling) say little about the rest level.
+            rate = self.baseline_fall if (level < baseline or warming_up) else self.baseline_rise
             setattr(state, baseline_name, baseline + rate * (level - baseline))

@@ -11,10 +11,10 @@ import zmq
 from conftest import REPO_ROOT, free_endpoint
 
 
-def write_config(directory: Path, extra: str = "", **endpoints: str) -> tuple[Path, dict]:
+def write_config(directory: Path, extra: str = "", card: Path | None = None, **endpoints: str) -> tuple[Path, dict]:
     """A config file with fresh loopback endpoints (any given ones kept); returns (path, endpoints)."""
     chosen = {name: endpoints.get(name) or free_endpoint() for name in ("frames", "predictions", "events")}
-    card = REPO_ROOT / "models" / "student" / "model_card.json"
+    card = card or REPO_ROOT / "models" / "student" / "model_card.json"
     text = (
         "[endpoints]\n" + "".join(f'{name} = "{value}"\n' for name, value in chosen.items())
         + "heartbeat_interval_s = 0.2\n"
@@ -82,3 +82,88 @@ def stop_and_time(process, timeout_s: float = 5.0) -> float:
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=timeout_s)
     return time.monotonic() - started
+
+
+_TINY_MODEL_CACHE: dict[str, Path] = {}
+
+
+def tiny_model_card(directory: Path, labels: tuple[str, ...] = ("hello", "thanks", "water", "home")) -> Path:
+    """A real (tiny, untrained but deterministic) TFLite model with its card, for daemon tests.
+
+    Built with tf_keras and converted with tf.lite like the shipped student, with the inputs named
+    as the runtime expects (emg, acc, gyro) and the current preprocessing hash. Built once per run.
+    """
+    key = ",".join(labels)
+    if key in _TINY_MODEL_CACHE:
+        return _TINY_MODEL_CACHE[key]
+    import hashlib
+    import json
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from stream.config import Config
+    from stream.dsp.preprocess import preprocessing_hash, preprocessing_spec
+
+    config = Config()
+    window = 148
+    keras.utils.set_random_seed(0)
+    inputs = {name: keras.Input(shape=(window, channels), batch_size=1, name=name)
+              for name, channels in (("emg", 6), ("acc", 18), ("gyro", 18))}
+    pooled = [keras.layers.GlobalAveragePooling1D()(keras.layers.Conv1D(2, 3, activation="sigmoid")(tensor))
+              for tensor in inputs.values()]
+    merged = keras.layers.Concatenate()(pooled)
+    outputs = keras.layers.Dense(len(labels), activation="softmax", name="probabilities")(merged)
+    model = keras.Model(inputs=list(inputs.values()), outputs=outputs)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    model_bytes = converter.convert()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "tiny.tflite").write_bytes(model_bytes)
+    digest = hashlib.sha256(model_bytes).hexdigest()
+    card = {
+        "schema_version": 1,
+        "model_id": f"tiny-{digest[:12]}",
+        "labels": list(labels),
+        "input": {"modalities": ["emg", "acc", "gyro"],
+                  "shapes": {"emg": [window, 6], "acc": [window, 18], "gyro": [window, 18]},
+                  "dtype": "float32", "model_rate_hz": "2000/27", "window_samples": window, "window_s": 2.0,
+                  "batch_size": 1},
+        "preprocessing": {"hash": preprocessing_hash(config), "spec": preprocessing_spec(config)},
+        "files": {"dynamic_range": {"path": "tiny.tflite", "sha256": digest, "bytes": len(model_bytes)}},
+    }
+    path = directory / "model_card.json"
+    path.write_text(json.dumps(card, indent=1))
+    _TINY_MODEL_CACHE[key] = path
+    return path
+
+
+def synthetic_frames(duration_s: float, signs: list[tuple[float, float]], seed: int = 0, first_frame: int = 0):
+    """Frames of a still arm at rest with muscle bursts and arm movement at the given (start_s, end_s).
+
+    A test signal with physiological levels (sEMG in mV, acc in g, gyro in deg/s), simpler than the
+    synthetic signer on purpose: the tests that use it check plumbing, not recognition.
+    """
+    import numpy as np
+
+    from stream.frames import Frame
+
+    generator = np.random.default_rng(seed)
+    frames = []
+    for number in range(first_frame, first_frame + int(round(duration_s / 0.0135))):
+        emg_time = (15 * number + np.arange(15)) * 0.0009
+        imu_time = (2 * number + np.arange(2)) * 0.00675
+        emg_amplitude = np.full(15, 0.004)
+        gyro = generator.normal(0, 1.5, size=(2, 18))
+        acc = np.tile([0.0, 0.0, 1.0], (2, 6)) + generator.normal(0, 0.003, size=(2, 18))
+        for start, end in signs:
+            emg_amplitude[(emg_time >= start) & (emg_time < end)] = 0.3
+            inside = (imu_time >= start) & (imu_time < end)
+            phase = np.sin(2 * np.pi * (imu_time[inside] - start) / (end - start))
+            gyro[inside] += 80 * phase[:, None]
+            acc[inside] += 0.3 * phase[:, None]
+        emg = generator.normal(0, 1, size=(15, 6)) * emg_amplitude[:, None]
+        frames.append(Frame(number, 15 * number, 2 * number, emg.astype(np.float32), acc.astype(np.float32),
+                            gyro.astype(np.float32)))
+    return frames

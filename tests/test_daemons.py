@@ -83,3 +83,66 @@ def test_daemon_with_an_endpoint_in_use_exits_1_with_one_line(processes, zmq_con
     _, err = sink.communicate(timeout=10)
     assert sink.returncode == 1
     assert "Address already in use" in err.decode()
+
+
+def test_infer_predicts_signs_and_survives_bad_frames_gaps_and_a_restarted_acquire(processes, zmq_context, tmp_path):
+    import numpy as np
+
+    from daemon_helpers import synthetic_frames, tiny_model_card
+    from stream.config import Config
+    from stream.protocol import FrameEncoder, FrameSpec, decode_prediction
+
+    card = tiny_model_card(tmp_path / "model")
+    config, endpoints = write_config(tmp_path, card=card)
+    frames_out = zmq_context.socket(zmq.PUB)
+    frames_out.bind(endpoints["frames"])
+    predictions = subscriber(zmq_context, endpoints["predictions"], b"prediction", b"status")
+    infer = processes.start_python([PYTHON_MODULE, "stream.infer", "--config", str(config)])
+    status = wait_for_status(predictions, lambda s: s["daemon"] == "stream-infer", timeout_s=30)
+    assert status["info"]["labels"] == ["hello", "thanks", "water", "home"]
+    time.sleep(0.3)
+
+    spec = FrameSpec.from_config(Config())
+    encoder = FrameEncoder(spec)
+    good = encoder.encode(synthetic_frames(0.0135, [])[0])
+    nan_frame = synthetic_frames(0.0135, [])[0]
+    nan_frame.acc[0, 0] = np.inf
+    bad_frames = [
+        [b"frame", b"not msgpack", good[2]],
+        [b"frame", msgpack.packb({**msgpack.unpackb(good[1]), "v": 7}), good[2]],
+        [b"frame", good[1], good[2][:-8]],
+        FrameEncoder(spec).encode(nan_frame),
+        [b"frame"],
+    ]
+    for message in bad_frames:
+        frames_out.send_multipart(message)
+
+    # 9 s with three signs; frames 300-309 (4.05-4.19 s) are lost, inside the second sign.
+    frames = synthetic_frames(9.0, [(2.0, 2.8), (3.8, 4.6), (6.5, 7.3)], seed=2)
+    for frame in frames:
+        if not 300 <= frame.sequence < 310:
+            frames_out.send_multipart(encoder.encode(frame))
+        if frame.sequence % 50 == 0:
+            time.sleep(0.02)
+    received = receive_until(predictions, lambda parts: parts[0] == b"prediction"
+                             and decode_prediction(parts)["start_time_s"] > 6.0)
+    spans = [(decode_prediction(parts)["start_time_s"], decode_prediction(parts)["end_time_s"])
+             for parts in received if parts[0] == b"prediction"]
+    # The sign across the gap is never classified: no window spans missing samples.
+    assert len(spans) == 2 and abs(spans[0][0] - 2.0) < 0.1 and abs(spans[1][0] - 6.5) < 0.1
+    status = wait_for_status(predictions, lambda s: s["counters"].get("frames", 0) >= len(frames) - 10)
+    counters = status["counters"]
+    assert counters["bad_messages"] == len(bad_frames) - 1 + 1  # the 1-part message too
+    assert counters["frame_gaps"] == 1 and counters["frames_missed"] == 10
+    assert counters["classifications"] == 2 and counters["inference_ms_mean"] > 0
+
+    # stream-acquire restarted: new session, indices from zero again. Infer follows it.
+    restarted = FrameEncoder(spec)
+    for frame in synthetic_frames(5.0, [(2.0, 2.7)], seed=3):
+        frames_out.send_multipart(restarted.encode(frame))
+        if frame.sequence % 50 == 0:
+            time.sleep(0.02)
+    receive_until(predictions, lambda parts: parts[0] == b"prediction"
+                  and decode_prediction(parts)["start_time_s"] < 3.0)
+    wait_for_status(predictions, lambda s: s["counters"].get("acquire_restarts") == 1)
+    assert stop_and_time(infer) < 2.0 and infer.returncode == 0

@@ -182,13 +182,12 @@ class SegmentationConfig:
     smoothing_s: float = 0.03
     emg_floor: float = 0.02
     motion_floor: float = 0.02
-    gravity_time_constant_s: float = 2.0
     warmup_s: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("smoothing_s", "warmup_s"):
             _require(getattr(self, name) >= 0, f"segmentation.{name}", getattr(self, name), ">= 0")
-        for name in ("emg_floor", "motion_floor", "gravity_time_constant_s"):
+        for name in ("emg_floor", "motion_floor"):
             _require(getattr(self, name) > 0, f"segmentation.{name}", getattr(self, name), "> 0")
         _require(self.emg_off_threshold <= self.emg_on_threshold, "segmentation.emg_off_threshold",
                  self.emg_off_threshold, "<= emg_on_threshold (hysteresis)")
