@@ -4,7 +4,9 @@ An iterator of ``stream.frames.Frame`` paced by the base station: ``next()`` blo
 ports. The first ``next()`` connects. When the link dies (no complete frame within
 ``[acquire.trigno] timeout_s``, a closed socket, a refused connection) the source reconnects with
 doubling back-off (``reconnect_backoff_s``) and carries on; after ``max_reconnect_attempts``
-consecutive failures (0 = never give up) it raises ``TrignoConnectionError`` (an OSError).
+consecutive failures (a lost link, a failed connect, a connect that delivers no frame; 0 = never
+give up) it raises ``TrignoConnectionError`` (an OSError). A base that answers but is set up unlike
+the config raises ``TrignoSetupError`` at once: no retry can fix it.
 
 Time is sample counting: frame k holds sEMG samples 15k.. and IMU samples 2k... The protocol has
 no timestamps, so the frames lost while the link was down are estimated from the monotonic clock
@@ -81,6 +83,7 @@ class TrignoSource:
         self._last_frame_time: float | None = None
         self._lost_reason = ""
         self._dropped_earlier = 0
+        self._failures = 0
         self._closed = threading.Event()
 
     def __iter__(self) -> TrignoSource:
@@ -91,15 +94,17 @@ class TrignoSource:
             if self._closed.is_set():
                 raise StopIteration
             if self._client is None:
-                self._connect_with_backoff()
+                self._connect()
                 continue
             try:
                 emg_rows, aux_rows = self._client.read_frame()
             except TrignoConnectionError as error:
-                log.warning("Trigno link lost after frame %d: %s; reconnecting", self.next_frame_index - 1, error)
+                log.warning("Trigno link lost after %d frames: %s", self.frames, error)
                 self._lost_reason = str(error)
                 self._disconnect()
+                self._count_failure(error)
                 continue
+            self._failures = 0
             return self._frame(emg_rows, aux_rows)
 
     def _frame(self, emg_rows: np.ndarray, aux_rows: np.ndarray) -> Frame:
@@ -127,30 +132,30 @@ class TrignoSource:
         log.warning("Trigno gap: %d frames lost (sEMG samples %d-%d): %s", missing, gap.emg_start, gap.emg_end,
                     gap.reason)
 
-    def _connect_with_backoff(self) -> None:
-        first_s, max_s = self.backoff_s
-        wait_s, attempts = first_s, 0
-        while not self._closed.is_set():
-            client = TrignoClient(self.settings)
-            try:
-                client.connect()
-            except TrignoConnectionError as error:
-                attempts += 1
-                if self.max_attempts and attempts >= self.max_attempts:
-                    raise TrignoConnectionError(
-                        f"Trigno base unreachable after {attempts} attempts: {error}"
-                    ) from None
-                log.warning("Trigno connect attempt %d failed: %s; retrying in %.2f s", attempts, error, wait_s)
-                self._closed.wait(wait_s)
-                wait_s = min(2 * wait_s, max_s)
-                continue
-            if self._last_frame_time is not None:
-                self.reconnects += 1
-                if not self._lost_reason:
-                    self._lost_reason = "reconnected"
-            self._client = client
-            self._decoder = RowDecoder(client.mapping)
+    def _count_failure(self, error: Exception) -> None:
+        """A failed connect, or a link lost before or after data: give up after too many in a row."""
+        self._failures += 1
+        if self.max_attempts and self._failures >= self.max_attempts:
+            raise TrignoConnectionError(f"Trigno base unreachable after {self._failures} attempts: {error}") from None
+
+    def _connect(self) -> None:
+        if self._failures:
+            first_s, max_s = self.backoff_s
+            wait_s = min(first_s * 2 ** (self._failures - 1), max_s)
+            log.info("reconnecting to the Trigno base in %.2f s", wait_s)
+            if self._closed.wait(wait_s):
+                return
+        client = TrignoClient(self.settings)
+        try:
+            client.connect()
+        except TrignoConnectionError as error:
+            log.warning("Trigno connect failed: %s", error)
+            self._count_failure(error)
             return
+        if self._last_frame_time is not None:
+            self.reconnects += 1
+        self._client = client
+        self._decoder = RowDecoder(client.mapping)
 
     def _disconnect(self) -> None:
         if self._decoder is not None:

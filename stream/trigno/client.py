@@ -159,7 +159,10 @@ def read_slot(session: CommandSession, slot: int) -> SlotInfo:
 
 
 def configure(session: CommandSession, settings: ClientSettings) -> None:
+    # STOP first: a client that died (or a link that dropped) may have left the base streaming, and
+    # a streaming base refuses setting changes.
     for command in (
+        "STOP",
         "BACKWARDS COMPATIBILITY " + ("ON" if settings.backwards_compatibility else "OFF"),
         "UPSAMPLE " + ("ON" if settings.upsample else "OFF"),
         "ENDIAN LITTLE",
