@@ -1,0 +1,51 @@
+"""Write the recording arm64-check.sh replays: one synthetic signer session (train.synth, seeded),
+cut to --seconds. Runs on the host (the training side); prints the ground truth as JSON lines
+(label, start_s, end_s) for summarise.py.
+
+    python deploy/emulate/make_replay.py --seconds 60 --out /work/arm64-root/var/lib/signstream/replay.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+
+from stream.recording import write_recording
+from train.synth.generate import make_signer, session_recording
+
+
+def cut(recording, seconds: float):
+    """The first ``seconds`` of a recording, with the annotations and gaps wholly inside it."""
+    emg_end = math.floor(seconds * recording.emg_rate_hz)
+    imu_end = math.floor(seconds * recording.imu_rate_hz)
+    return dataclasses.replace(
+        recording,
+        emg=recording.emg[:emg_end], acc=recording.acc[:imu_end], gyro=recording.gyro[:imu_end],
+        annotations=[a for a in recording.annotations if a.end_index <= recording.emg_first_index + emg_end],
+        gaps=[g for g in recording.gaps if g.emg_end <= recording.emg_first_index + emg_end],
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--signer", type=int, default=0)
+    parser.add_argument("--out", required=True)
+    arguments = parser.parse_args()
+    recording = session_recording(arguments.seed, make_signer(arguments.seed, arguments.signer), 0)
+    if recording.duration_s > arguments.seconds:
+        recording = cut(recording, arguments.seconds)
+    recording.validate("replay recording")
+    write_recording(arguments.out, recording)
+    rate = recording.emg_rate_hz
+    for annotation in recording.annotations:
+        print(json.dumps({"label": annotation.label, "start_s": float(annotation.start_index / rate),
+                          "end_s": float(annotation.end_index / rate)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
