@@ -237,3 +237,25 @@ def test_sequence_tracker_counts_gaps_restarts_and_old_messages():
     assert tracker.missed == 2 and tracker.gaps == 1
     assert tracker.observe("b", 0) == "restart" and tracker.restarts == 1
     assert tracker.observe("b", 0) == "old" and tracker.out_of_order == 1
+
+
+def test_a_reader_written_from_the_doc_alone_decodes_frames_and_events():
+    """docs/protocol.md's recipe, without stream.protocol: msgpack + little-endian float32 at offsets."""
+    import re
+    import struct
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    example = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    compile(example, "protocol.md example", "exec")  # the example subscriber is valid Python
+    frame = make_frame()
+    topic, header_bytes, payload = FrameEncoder(SPEC).encode(frame)
+    header = msgpack.unpackb(header_bytes, raw=False)
+    assert topic == b"frame" and header["v"] == 1
+    for stream in header["streams"]:
+        rows, columns = stream["shape"]
+        values = struct.unpack_from(f"<{rows * columns}f", payload, stream["offset"])
+        expected = getattr(frame, stream["modality"])
+        assert np.array_equal(np.array(values, dtype=np.float32).reshape(rows, columns), expected)
+        assert len(stream["channels"]) == columns
+    assert 15 * 6 * 4 + 2 * 2 * 18 * 4 == len(payload) == 648
