@@ -90,7 +90,7 @@ class RowDecoder:
         emg = emg_rows[:, self._emg_columns] * mapping.emg_factors
         acc = aux_rows[:, self._acc_columns] * mapping.acc_factors
         gyro = aux_rows[:, self._gyro_columns] * mapping.gyro_factors
-        emg_silent = ~emg_rows[:, self._emg_columns].any(axis=0)
+        emg_silent = ~emg.any(axis=0)  # EMG factors are finite and non-zero: zero in, zero out
         if emg_silent.any():
             self._blank_dropped(emg_silent, aux_rows, emg, acc, gyro)
         return emg, acc, gyro
