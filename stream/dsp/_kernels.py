@@ -4,6 +4,10 @@ the public functions in sosfilt.py, resample.py and preprocess.py check everythi
 Arithmetic is float64 whatever the input dtype (state, accumulators); each output sample is computed
 by the same operations in the same order however the signal is cut into chunks, so streaming output
 is bitwise equal to one-shot output (fastmath is off in stream.jit, so nothing is reassociated).
+
+Speed comes from the loop order, not from reordering arithmetic: channels are the innermost loop
+(contiguous state, independent per channel), so LLVM vectorises across channels and the CPU
+overlaps the channels' dependency chains, where scipy runs one channel's serial recursion at a time.
 """
 
 from __future__ import annotations
@@ -20,49 +24,70 @@ NEXT_INPUT = 3  # input index expected next
 COUNTER_SLOTS = 4
 NO_INVALID = -(2**62)
 
+# Columns of the int64 ``params`` array: one row per chain (modality).
+SECTIONS, FIR_LENGTH, UP, DOWN, HALF_LEN, SETTLE, RECTIFY, STEADY, CHANNELS, RING = range(10)
+PARAM_SLOTS = 10
+
 
 @njit
-def _sos_sample(sos, zi, channel, value):
-    """One sample of one channel through the cascade, transposed direct form II as scipy's
-    _sosfilt (same operations, same order)."""
-    for section in range(sos.shape[0]):
-        new = sos[section, 0] * value + zi[section, 0, channel]
-        zi[section, 0, channel] = sos[section, 1] * value - sos[section, 4] * new + zi[section, 1, channel]
-        zi[section, 1, channel] = sos[section, 2] * value - sos[section, 5] * new
-        value = new
-    return value
+def _sos_step(sos, sections, zi, values, channels):
+    """One sample of every channel through the first ``sections`` rows of ``sos``, in place in
+    ``values``; transposed direct form II with exactly scipy's _sosfilt operations per channel.
+    ``zi`` is (sections, 2, channels) like scipy's for axis 0."""
+    for section in range(sections):
+        b0, b1, b2 = sos[section, 0], sos[section, 1], sos[section, 2]
+        a1, a2 = sos[section, 4], sos[section, 5]
+        state0 = zi[section, 0]
+        state1 = zi[section, 1]
+        for channel in range(channels):
+            value = values[channel]
+            new = b0 * value + state0[channel]
+            state0[channel] = b1 * value - a1 * new + state1[channel]
+            state1[channel] = b2 * value - a2 * new
+            values[channel] = new
 
 
 @njit
 def _sosfilt_kernel(sos, x, zi, y):
-    """y[n, c] = cascade(x[:, c]) with state zi (sections, 2, channels) updated in place."""
+    """y = cascade(x) along axis 0 with state zi (sections, 2, channels) updated in place."""
+    channels = x.shape[1]
+    values = np.empty(channels)
     for sample in range(x.shape[0]):
-        for channel in range(x.shape[1]):
-            y[sample, channel] = _sos_sample(sos, zi, channel, np.float64(x[sample, channel]))
+        for channel in range(channels):
+            values[channel] = x[sample, channel]
+        _sos_step(sos, sos.shape[0], zi, values, channels)
+        for channel in range(channels):
+            y[sample, channel] = values[channel]
 
 
 @njit
-def _ring_output(ring, fir, position, up, half_len, channel):
-    """One resampler output centred at upsampled ``position`` (= k * down): the sum over input
-    indices i with up*i within half_len of position of fir[position + half_len - up*i] * x[i]."""
-    low = -((half_len - position) // up)  # ceil((position - half_len) / up)
-    high = (position + half_len) // up
-    size = ring.shape[0]
-    total = 0.0
-    for index in range(low, high + 1):
-        total += fir[position + half_len - up * index] * ring[index % size, channel]
-    return total
-
-
-@njit
-def _chain_kernel(x, first_index, sos, zi_unit, zi, hold, ring, counters, fir, up, down, half_len, settle,
-                  rectify, steady, scale, out, out_valid):
+def _chain_kernel(x, first_index, chain, sos, zi_unit, fir, params, scales, zi, hold, ring, counters, out, out_valid):
     """Non-finite hold -> SOS cascade -> optional full-wave rectification -> polyphase resampling
-    -> scaling, for one chunk of one modality. Returns how many outputs were written to ``out``;
-    the first of them has index counters[NEXT_OUTPUT] as it was on entry (after start-up)."""
-    samples, channels = x.shape
-    size = ring.shape[0]
-    current = np.empty(channels)
+    -> scaling, for one chunk of chain ``chain`` of a bank (arrays stacked over chains, padded to
+    the widest). Returns how many outputs were written to ``out``; the first has the index
+    counters[chain, NEXT_OUTPUT] had on entry (after start-up).
+
+    The ring (2 * size, channels) keeps each past filtered input twice (rows slot and slot + size)
+    so that any FIR span of up to ``size`` inputs is contiguous: no modulo per tap.
+    """
+    samples = x.shape[0]
+    sections = params[chain, SECTIONS]
+    up = params[chain, UP]
+    down = params[chain, DOWN]
+    half_len = params[chain, HALF_LEN]
+    settle = params[chain, SETTLE]
+    rectify = params[chain, RECTIFY] != 0
+    steady = params[chain, STEADY] != 0
+    channels = params[chain, CHANNELS]
+    size = params[chain, RING]
+    scale = scales[chain]
+    chain_sos = sos[chain]
+    chain_zi = zi[chain]
+    chain_hold = hold[chain]
+    chain_ring = ring[chain]
+    chain_fir = fir[chain]
+    values = np.empty(channels)
+    totals = np.empty(channels)
     written = 0
     for sample in range(samples):
         index = first_index + sample
@@ -70,39 +95,66 @@ def _chain_kernel(x, first_index, sos, zi_unit, zi, hold, ring, counters, fir, u
         for channel in range(channels):
             value = np.float64(x[sample, channel])
             if np.isfinite(value):
-                hold[channel] = value
+                chain_hold[channel] = value
             else:
                 bad = True
-            current[channel] = hold[channel]
+            values[channel] = chain_hold[channel]
         if bad:
-            counters[LAST_INVALID] = index
-        starting = counters[STARTED] == 0
+            counters[chain, LAST_INVALID] = index
+        starting = counters[chain, STARTED] == 0
         if starting:
-            counters[NEXT_OUTPUT] = -((-index * up) // down)  # first output at or after this sample
-            for section in range(zi.shape[0]):
+            counters[chain, NEXT_OUTPUT] = -((-index * up) // down)  # first output at or after this sample
+            for section in range(sections):
+                for slot in range(2):
+                    for channel in range(channels):
+                        chain_zi[section, slot, channel] = zi_unit[chain, section, slot] * values[channel] if steady \
+                            else 0.0
+        _sos_step(chain_sos, sections, chain_zi, values, channels)
+        if rectify:
+            for channel in range(channels):
+                values[channel] = abs(values[channel])
+        if starting:
+            # The past before the first sample: a hold of the first output, or zeros.
+            for row in range(2 * size):
                 for channel in range(channels):
-                    zi[section, 0, channel] = zi_unit[section, 0] * current[channel] if steady else 0.0
-                    zi[section, 1, channel] = zi_unit[section, 1] * current[channel] if steady else 0.0
+                    chain_ring[row, channel] = values[channel] if steady else 0.0
+        slot = index % size
         for channel in range(channels):
-            value = _sos_sample(sos, zi, channel, current[channel])
-            if rectify:
-                value = abs(value)
-            if starting:
-                # The past before the first sample: a hold of the first output, or zeros.
-                fill = value if steady else 0.0
-                for slot in range(size):
-                    ring[slot, channel] = fill
-            ring[index % size, channel] = value
-        counters[STARTED] = 1
-        output = counters[NEXT_OUTPUT]
+            chain_ring[slot, channel] = values[channel]
+            chain_ring[slot + size, channel] = values[channel]
+        counters[chain, STARTED] = 1
+        output = counters[chain, NEXT_OUTPUT]
         while (output * down + half_len) // up <= index:
             position = output * down
+            low = -((half_len - position) // up)  # first input in the span: ceil((position - half_len) / up)
+            span = (position + half_len) // up - low + 1
+            base = low % size
+            first_tap = position + half_len - up * low
             for channel in range(channels):
-                out[written, channel] = _ring_output(ring, fir, position, up, half_len, channel) * scale
-            low = -((half_len - position) // up)
-            out_valid[written] = counters[LAST_INVALID] < low - settle
+                totals[channel] = 0.0
+            for offset in range(span):
+                tap = chain_fir[first_tap - up * offset]
+                row = base + offset
+                for channel in range(channels):
+                    totals[channel] += tap * chain_ring[row, channel]
+            for channel in range(channels):
+                out[written, channel] = totals[channel] * scale
+            out_valid[written] = counters[chain, LAST_INVALID] < low - settle
             written += 1
             output += 1
-        counters[NEXT_OUTPUT] = output
-    counters[NEXT_INPUT] = first_index + samples
+        counters[chain, NEXT_OUTPUT] = output
+    counters[chain, NEXT_INPUT] = first_index + samples
     return written
+
+
+@njit
+def _frame_kernel(emg, acc, gyro, emg_first_index, imu_first_index, sos, zi_unit, fir, params, scales, zi, hold, ring,
+                  counters, out, out_valid, written):
+    """One frame of all three chains (sEMG, acc, gyro) in one call: the per-call overhead of a
+    jitted function is paid once per frame, not once per modality."""
+    written[0] = _chain_kernel(emg, emg_first_index, 0, sos, zi_unit, fir, params, scales, zi, hold, ring, counters,
+                               out[0], out_valid[0])
+    written[1] = _chain_kernel(acc, imu_first_index, 1, sos, zi_unit, fir, params, scales, zi, hold, ring, counters,
+                               out[1], out_valid[1])
+    written[2] = _chain_kernel(gyro, imu_first_index, 2, sos, zi_unit, fir, params, scales, zi, hold, ring, counters,
+                               out[2], out_valid[2])

@@ -1,9 +1,11 @@
-"""One modality's streaming chain: dropout hold -> SOS filter -> rectify -> resample -> scale.
+"""Streaming chains: dropout hold -> SOS filter -> rectify -> resample -> scale, one per modality.
 
-``ModalityChain`` is the stage (no sockets, explicit state) that the Preprocessor runs once per
-modality and that ``Resampler`` runs with an identity filter. Inputs are identified by the absolute
-index of their first sample; outputs by the absolute model-rate index of theirs: output ``k`` sits
-exactly at input position ``k * down / up`` (integers only, exact after any number of samples).
+``ChainBank`` is the stage (no sockets, explicit state) holding the state of one or more chains,
+stacked so that one jitted call can run a whole frame (``process_frame``) or one chain runs a chunk
+(``process``); both go through the same kernel, so they give bitwise the same output. Inputs are
+identified by the absolute index of their first sample, outputs by the absolute model-rate index of
+theirs: output ``k`` sits exactly at input position ``k * down / up`` (integers only, exact after
+any number of samples).
 
 Edge at the start: the past before the first sample is a hold of the first filtered sample
 ("steady", with the SOS filter started in its steady state for the first input sample: what
@@ -19,8 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.dsp._kernels import COUNTER_SLOTS, LAST_INVALID, NEXT_INPUT, NEXT_OUTPUT, NO_INVALID, STARTED, \
-    _chain_kernel
+from stream.dsp import _kernels as kernels
 from stream.dsp.design import ModalityDesign, ResamplerDesign
 
 
@@ -33,67 +34,117 @@ class ChainOutput:
     valid: np.ndarray  # (n,) bool
 
 
-class ModalityChain:
-    """Filter + resampler state of one modality of one stream."""
+@dataclass(frozen=True)
+class ChainSpec:
+    """What one chain computes: filter, resampler, rectification, scale, start behaviour."""
 
-    def __init__(self, sos: np.ndarray, steady_state_unit: np.ndarray, resampler: ResamplerDesign, channels: int,
-                 *, rectify: bool = False, scale: float = 1.0, settle_samples: int = 0, steady: bool = True,
-                 out_dtype: np.dtype = np.float32):
-        if channels < 1:
-            raise ValueError(f"channels {channels} must be >= 1")
-        self.sos = np.ascontiguousarray(sos, dtype=np.float64)
-        self.steady_state_unit = np.ascontiguousarray(steady_state_unit, dtype=np.float64)
-        self.resampler = resampler
-        self.channels = channels
-        self.rectify = bool(rectify)
-        self.scale = float(scale)
-        self.settle_samples = int(settle_samples)
-        self.steady = bool(steady)
-        self.out_dtype = np.dtype(out_dtype)
-        # Ring of past filtered inputs: enough for the widest FIR span (2 * half_len / up + 1).
-        self.ring_size = 2 * resampler.half_len // resampler.up + 2
-        self.reset()
+    sos: np.ndarray
+    steady_state_unit: np.ndarray
+    resampler: ResamplerDesign
+    channels: int
+    rectify: bool = False
+    scale: float = 1.0
+    settle_samples: int = 0
+    steady: bool = True
 
     @classmethod
-    def from_design(cls, design: ModalityDesign, channels: int, steady: bool) -> ModalityChain:
-        return cls(design.sos, design.steady_state_unit, design.resampler, channels, rectify=design.rectify,
-                   scale=design.scale, settle_samples=design.settle_samples, steady=steady)
+    def from_design(cls, design: ModalityDesign, channels: int, steady: bool) -> ChainSpec:
+        return cls(design.sos, design.steady_state_unit, design.resampler, channels, design.rectify, design.scale,
+                   design.settle_samples, steady)
+
+    @property
+    def ring_size(self) -> int:
+        """Past inputs kept: enough for the widest FIR span (2 * half_len / up + 1)."""
+        return 2 * self.resampler.half_len // self.resampler.up + 2
+
+
+class ChainBank:
+    """The state of ``len(specs)`` chains of one stream."""
+
+    def __init__(self, specs: list[ChainSpec], out_dtype: np.dtype = np.float32):
+        if not specs:
+            raise ValueError("a chain bank needs at least one chain")
+        self.specs = list(specs)
+        self.out_dtype = np.dtype(out_dtype)
+        count = len(specs)
+        sections = max(spec.sos.shape[0] for spec in specs)
+        taps = max(spec.resampler.coefficients.size for spec in specs)
+        channels = max(spec.channels for spec in specs)
+        ring = max(spec.ring_size for spec in specs)
+        self.sos = np.zeros((count, sections, 6))
+        self.zi_unit = np.zeros((count, sections, 2))
+        self.fir = np.zeros((count, taps))
+        self.params = np.zeros((count, kernels.PARAM_SLOTS), dtype=np.int64)
+        self.scales = np.zeros(count)
+        for row, spec in enumerate(specs):
+            if spec.channels < 1:
+                raise ValueError(f"channels {spec.channels} must be >= 1")
+            design = spec.resampler
+            self.sos[row, :spec.sos.shape[0]] = spec.sos
+            self.zi_unit[row, :spec.sos.shape[0]] = spec.steady_state_unit
+            self.fir[row, :design.coefficients.size] = design.coefficients
+            self.params[row] = (spec.sos.shape[0], design.coefficients.size, design.up, design.down, design.half_len,
+                                spec.settle_samples, spec.rectify, spec.steady, spec.channels, spec.ring_size)
+            self.scales[row] = spec.scale
+        self._shapes = (count, sections, channels, ring)
+        # Output buffers of process_frame, reused (callers get copies).
+        self._frame_out: np.ndarray | None = None
+        self.reset()
 
     def reset(self) -> None:
-        """Forget everything: the next chunk starts a new stream (at any index)."""
-        self.state = np.zeros((self.sos.shape[0], 2, self.channels))
-        self.hold = np.zeros(self.channels)
-        self.ring = np.zeros((self.ring_size, self.channels))
-        self.counters = np.zeros(COUNTER_SLOTS, dtype=np.int64)
-        self.counters[LAST_INVALID] = NO_INVALID
+        """Forget everything: the next chunk of each chain starts a new stream (at any index)."""
+        count, sections, channels, ring = self._shapes
+        self.zi = np.zeros((count, sections, 2, channels))
+        self.hold = np.zeros((count, channels))
+        self.ring = np.zeros((count, 2 * ring, channels))
+        self.counters = np.zeros((count, kernels.COUNTER_SLOTS), dtype=np.int64)
+        self.counters[:, kernels.LAST_INVALID] = kernels.NO_INVALID
 
-    @property
-    def started(self) -> bool:
-        return bool(self.counters[STARTED])
+    def started(self, chain: int) -> bool:
+        return bool(self.counters[chain, kernels.STARTED])
 
-    @property
-    def next_input_index(self) -> int | None:
-        """Index the next chunk must start at (None before the first chunk)."""
-        return int(self.counters[NEXT_INPUT]) if self.started else None
+    def next_input_index(self, chain: int) -> int | None:
+        """Index the next chunk of ``chain`` must start at (None before its first chunk)."""
+        return int(self.counters[chain, kernels.NEXT_INPUT]) if self.started(chain) else None
 
-    @property
-    def next_output_index(self) -> int | None:
-        return int(self.counters[NEXT_OUTPUT]) if self.started else None
+    def _first_output(self, chain: int, first_index: int) -> int:
+        if self.started(chain):
+            return int(self.counters[chain, kernels.NEXT_OUTPUT])
+        design = self.specs[chain].resampler
+        return -((-first_index * design.up) // design.down)
 
-    def max_outputs(self, samples: int) -> int:
-        return samples * self.resampler.up // self.resampler.down + 2
+    def _max_outputs(self, chain: int, samples: int) -> int:
+        design = self.specs[chain].resampler
+        return samples * design.up // design.down + 2
 
-    def process(self, chunk: np.ndarray, first_index: int) -> ChainOutput:
-        """Run a (samples, channels) chunk that starts at input index ``first_index``; the caller has
-        checked dtype, shape and that ``first_index`` continues the stream. NaN/inf are allowed:
-        they are held at the channel's last finite value and mark the outputs they reach invalid."""
-        samples = chunk.shape[0]
-        out = np.empty((self.max_outputs(samples), self.channels), dtype=self.out_dtype)
+    def process(self, chain: int, chunk: np.ndarray, first_index: int) -> ChainOutput:
+        """Run a C-contiguous (samples, channels) chunk starting at input index ``first_index``; the
+        caller has checked dtype, shape and continuity. NaN/inf are allowed: they are held at the
+        channel's last finite value and mark the outputs they reach invalid."""
+        spec = self.specs[chain]
+        out = np.empty((self._max_outputs(chain, chunk.shape[0]), self._shapes[2]), dtype=self.out_dtype)
         valid = np.empty(out.shape[0], dtype=np.bool_)
-        design = self.resampler
-        start = int(self.counters[NEXT_OUTPUT]) if self.started else -((-first_index * design.up) // design.down)
-        written = _chain_kernel(chunk, np.int64(first_index), self.sos, self.steady_state_unit, self.state, self.hold,
-                                self.ring, self.counters, design.coefficients, np.int64(design.up),
-                                np.int64(design.down), np.int64(design.half_len), np.int64(self.settle_samples),
-                                self.rectify, self.steady, self.scale, out, valid)
-        return ChainOutput(start, out[:written], valid[:written])
+        start = self._first_output(chain, first_index)
+        written = kernels._chain_kernel(chunk, np.int64(first_index), chain, self.sos, self.zi_unit, self.fir,
+                                        self.params, self.scales, self.zi, self.hold, self.ring, self.counters, out,
+                                        valid)
+        return ChainOutput(start, out[:written, :spec.channels], valid[:written])
+
+    def process_frame(self, emg: np.ndarray, acc: np.ndarray, gyro: np.ndarray, emg_first_index: int,
+                      imu_first_index: int) -> list[ChainOutput]:
+        """Chains 0, 1, 2 (sEMG, acc, gyro) on one frame each, in one jitted call. The outputs are
+        views of buffers the next call overwrites: copy what you keep."""
+        starts = [self._first_output(0, emg_first_index), self._first_output(1, imu_first_index),
+                  self._first_output(2, imu_first_index)]
+        rows = max(self._max_outputs(0, emg.shape[0]), self._max_outputs(1, acc.shape[0]),
+                   self._max_outputs(2, gyro.shape[0]))
+        if self._frame_out is None or self._frame_out.shape[1] < rows:
+            self._frame_out = np.empty((3, rows, self._shapes[2]), dtype=self.out_dtype)
+            self._frame_valid = np.empty((3, rows), dtype=np.bool_)
+            self._frame_written = np.zeros(3, dtype=np.int64)
+        kernels._frame_kernel(emg, acc, gyro, np.int64(emg_first_index), np.int64(imu_first_index), self.sos,
+                              self.zi_unit, self.fir, self.params, self.scales, self.zi, self.hold, self.ring,
+                              self.counters, self._frame_out, self._frame_valid, self._frame_written)
+        return [ChainOutput(starts[chain], self._frame_out[chain, :written, :self.specs[chain].channels],
+                            self._frame_valid[chain, :written])
+                for chain, written in enumerate(self._frame_written.tolist())]

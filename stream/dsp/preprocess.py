@@ -26,7 +26,8 @@ from fractions import Fraction
 import numpy as np
 
 from stream.config import Config, config_hash, to_dict
-from stream.dsp.chain import ChainOutput, ModalityChain
+from stream.dsp import _kernels as kernels
+from stream.dsp.chain import ChainBank, ChainOutput, ChainSpec
 from stream.dsp.design import ModalityDesign, design_modality
 from stream.dsp.resample import check_continues
 from stream.frames import MODALITIES, Frame
@@ -106,6 +107,7 @@ class Preprocessor:
             for name in self.modalities
         }
         self._steady = config.filters.initial_state == "steady"
+        self._fused = self.modalities == MODALITIES  # one jitted call per frame needs all three
         self.max_gap_fill = {name: int(config.preprocess.max_gap_fill_s * rate)
                              for name, rate in self.input_rate_hz.items()}
         self.gaps: collections.deque[Gap] = collections.deque(maxlen=GAP_HISTORY)
@@ -115,15 +117,14 @@ class Preprocessor:
 
     # -- state ---------------------------------------------------------------------------------
 
-    def _new_chains(self) -> dict[str, ModalityChain]:
-        return {name: ModalityChain.from_design(self.designs[name], _channel_count(name, self.sensor_count),
-                                                self._steady)
-                for name in self.modalities}
+    def _specs(self) -> list[ChainSpec]:
+        return [ChainSpec.from_design(self.designs[name], _channel_count(name, self.sensor_count), self._steady)
+                for name in self.modalities]
 
     def reset(self) -> None:
         """Forget the stream: the next frame may start at any index (e.g. after acquisition restarts)."""
-        self._chains = self._new_chains()
-        self._pending: dict[str, ChainOutput | None] = {name: None for name in self.modalities}
+        self._bank = ChainBank(self._specs())
+        self._pending: list[ChainOutput | None] = [None] * len(self.modalities)
 
     @property
     def emission_delay_s(self) -> Fraction:
@@ -160,37 +161,51 @@ class Preprocessor:
         """One 13.5 ms frame in; the model-rate samples that became complete out (None if none yet)."""
         if not isinstance(frame, Frame):
             raise ValueError(f"process_frame takes a stream.frames.Frame, not {type(frame).__name__}")
-        first_index = {"emg": frame.emg_first_index, "acc": frame.imu_first_index, "gyro": frame.imu_first_index}
-        arrays = {name: self._check_array(name, getattr(frame, name), self.samples_per_frame[name])
-                  for name in self.modalities}
-        for name in self.modalities:
-            check_continues(first_index[name], None, f"frame {name}")
-            expected = self._chains[name].next_input_index
-            if expected is not None and first_index[name] < expected:
-                check_continues(first_index[name], expected, f"frame {frame.sequence} {name}")
+        arrays = [self._frame_array(name, getattr(frame, name)) for name in self.modalities]
+        emg_first, imu_first = frame.emg_first_index, frame.imu_first_index
+        first_index = [emg_first if name == "emg" else imu_first for name in self.modalities]
+        counters = self._bank.counters
+        if (self._fused and type(emg_first) is int and type(imu_first) is int and counters[0, kernels.STARTED]
+                and counters[0, kernels.NEXT_INPUT] == emg_first and counters[1, kernels.NEXT_INPUT] == imu_first
+                and counters[2, kernels.NEXT_INPUT] == imu_first):
+            # The usual case: the frame continues the stream. One jitted call for everything.
+            outputs = self._bank.process_frame(arrays[0], arrays[1], arrays[2], emg_first, imu_first)
+            return self._align(outputs)
+        return self._align(self._process_irregular(frame.sequence, arrays, first_index))
+
+    def _frame_array(self, name: str, array: object) -> np.ndarray:
+        rows, channels = self.samples_per_frame[name], _channel_count(name, self.sensor_count)
+        if type(array) is not np.ndarray or array.dtype not in SUPPORTED_DTYPES or array.shape != (rows, channels):
+            return self._check_array(name, array, rows)  # raises with the precise problem
+        return array if array.flags.c_contiguous else np.ascontiguousarray(array)
+
+    def _process_irregular(self, sequence: int, arrays: list[np.ndarray], first_index: list[int]) -> list[ChainOutput]:
+        """First frame, gaps, and refusals: chain by chain."""
+        expected = [self._bank.next_input_index(chain) for chain in range(len(self.modalities))]
+        for chain, name in enumerate(self.modalities):
+            check_continues(first_index[chain], None, f"frame {sequence} {name}")
+            if expected[chain] is not None and first_index[chain] < expected[chain]:
+                check_continues(first_index[chain], expected[chain], f"frame {sequence} {name}")
         # Gaps: fill short ones with invalid samples, restart the whole chain after a long one.
-        fills: dict[str, int] = {}
-        for name in self.modalities:
-            expected = self._chains[name].next_input_index
-            if expected is not None and first_index[name] > expected:
-                fills[name] = first_index[name] - expected
-        if any(missing > self.max_gap_fill[name] for name, missing in fills.items()):
-            for name, missing in fills.items():
-                self._report_gap(Gap(name, first_index[name] - missing, missing, "restarted"))
+        missing = [0 if expected[chain] is None else first_index[chain] - expected[chain]
+                   for chain in range(len(self.modalities))]
+        if any(count > self.max_gap_fill[name] for count, name in zip(missing, self.modalities)):
+            for chain, name in enumerate(self.modalities):
+                if missing[chain]:
+                    self._report_gap(Gap(name, first_index[chain] - missing[chain], missing[chain], "restarted"))
             self.reset()
-            fills = {}
-        outputs = {}
-        for name in self.modalities:
-            chain = self._chains[name]
+            missing = [0] * len(self.modalities)
+        outputs = []
+        for chain, name in enumerate(self.modalities):
             pieces = []
-            if name in fills:
-                missing = fills[name]
-                self._report_gap(Gap(name, first_index[name] - missing, missing, "filled"))
-                gap = np.full((missing, chain.channels), np.nan, dtype=np.float32)
-                pieces.append(chain.process(gap, first_index[name] - missing))
-            pieces.append(chain.process(arrays[name], first_index[name]))
-            outputs[name] = _concatenate(pieces)
-        return self._align(outputs)
+            if missing[chain]:
+                start = first_index[chain] - missing[chain]
+                self._report_gap(Gap(name, start, missing[chain], "filled"))
+                gap = np.full((missing[chain], arrays[chain].shape[1]), np.nan, dtype=arrays[chain].dtype)
+                pieces.append(self._bank.process(chain, gap, start))
+            pieces.append(self._bank.process(chain, arrays[chain], int(first_index[chain])))
+            outputs.append(_concatenate(pieces))
+        return outputs
 
     def _report_gap(self, gap: Gap) -> None:
         self.gaps.append(gap)
@@ -198,31 +213,44 @@ class Preprocessor:
         logger.warning("gap in %s: %d samples missing from index %d (%s)", gap.modality, gap.missing_samples,
                        gap.first_missing_index, gap.action)
 
-    def _align(self, outputs: dict[str, ChainOutput]) -> AlignedBlock | None:
-        """Keep per-modality outputs until every modality has them; emit the common index range."""
-        for name, output in outputs.items():
-            pending = self._pending[name]
-            self._pending[name] = output if pending is None or len(pending.valid) == 0 else _concatenate([pending,
-                                                                                                          output])
-        pendings = [self._pending[name] for name in self.modalities]
-        start = max(pending.first_index for pending in pendings)
-        end = min(pending.first_index + len(pending.valid) for pending in pendings)
+    def _align(self, outputs: list[ChainOutput]) -> AlignedBlock | None:
+        """Keep per-modality outputs until every modality has them; emit the common index range.
+        ``outputs`` may be views of reused buffers: everything kept or returned is a copy."""
+        first = outputs[0].first_index
+        count = len(outputs[0].valid)
+        if all(pending is None for pending in self._pending) and all(
+                output.first_index == first and len(output.valid) == count for output in outputs):
+            if count == 0:
+                return None
+            valid = outputs[0].valid.copy()  # lockstep, the usual case: no buffering
+            for output in outputs[1:]:
+                valid &= output.valid
+            return self._block(first, {name: output.values.copy() for name, output in zip(self.modalities, outputs)},
+                               valid)
+        for chain, output in enumerate(outputs):
+            pending = self._pending[chain]
+            if pending is None or len(pending.valid) == 0:
+                self._pending[chain] = ChainOutput(output.first_index, output.values.copy(), output.valid.copy())
+            else:
+                self._pending[chain] = _concatenate([pending, output])
+        start = max(pending.first_index for pending in self._pending)
+        end = min(pending.first_index + len(pending.valid) for pending in self._pending)
         if end <= start:
-            for name in self.modalities:  # drop what precedes the common start; it can never be aligned
-                pending = self._pending[name]
+            for chain, pending in enumerate(self._pending):  # what precedes the common start can never be aligned
                 skip = max(0, min(start, pending.first_index + len(pending.valid)) - pending.first_index)
                 if skip:
-                    self._pending[name] = ChainOutput(pending.first_index + skip, pending.values[skip:],
-                                                      pending.valid[skip:])
+                    self._pending[chain] = ChainOutput(pending.first_index + skip, pending.values[skip:],
+                                                       pending.valid[skip:])
             return None
         block = {}
         valid = np.ones(end - start, dtype=np.bool_)
-        for name in self.modalities:
-            pending = self._pending[name]
+        for chain, name in enumerate(self.modalities):
+            pending = self._pending[chain]
             lo, hi = start - pending.first_index, end - pending.first_index
             block[name] = pending.values[lo:hi]
             valid &= pending.valid[lo:hi]
-            self._pending[name] = ChainOutput(end, pending.values[hi:], pending.valid[hi:])
+            rest = ChainOutput(end, pending.values[hi:], pending.valid[hi:])
+            self._pending[chain] = rest if len(rest.valid) else None
         return self._block(start, block, valid)
 
     def _block(self, start: int, arrays: dict[str, np.ndarray], valid: np.ndarray) -> AlignedBlock:
@@ -250,8 +278,9 @@ class Preprocessor:
                              "they share the IMU clock and must have the same length")
         for name in self.modalities:
             check_continues(first_index[name], None, f"{name} first index")
-        chains = self._new_chains()
-        outputs = {name: chains[name].process(checked[name], int(first_index[name])) for name in self.modalities}
+        # One bank per modality: contiguous outputs; the same kernel and arithmetic as streaming.
+        outputs = {name: ChainBank([spec]).process(0, checked[name], int(first_index[name]))
+                   for name, spec in zip(self.modalities, self._specs())}
         starts = [output.first_index for output in outputs.values()]
         start = max(starts)
         end = max(start, min(output.first_index + len(output.valid) for output in outputs.values()))

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from stream.dsp.chain import ChainOutput, ModalityChain
+from stream.dsp.chain import ChainBank, ChainOutput, ChainSpec
 from stream.dsp.design import ResamplerDesign
 from stream.dsp.sosfilt import check_signal
 
@@ -29,24 +29,24 @@ class Resampler:
         if edge not in ("steady", "zeros"):
             raise ValueError(f"edge {edge!r}: expected 'steady' (hold the first sample) or 'zeros'")
         self.design = design
-        self._chain = ModalityChain(IDENTITY_SOS, np.zeros((1, 2)), design, channels, steady=edge == "steady",
-                                    out_dtype=np.float64)
+        self._bank = ChainBank([ChainSpec(IDENTITY_SOS, np.zeros((1, 2)), design, channels, steady=edge == "steady")],
+                               out_dtype=np.float64)
         self.channels = channels
 
     @property
     def next_input_index(self) -> int | None:
-        return self._chain.next_input_index
+        return self._bank.next_input_index(0)
 
     def reset(self) -> None:
-        self._chain.reset()
+        self._bank.reset()
 
     def process(self, chunk: np.ndarray, first_index: int | None = None) -> ChainOutput:
         chunk = check_signal(chunk, self.channels, name="chunk")
-        expected = self._chain.next_input_index
+        expected = self._bank.next_input_index(0)
         if first_index is None:
             first_index = 0 if expected is None else expected
         check_continues(first_index, expected, "chunk")
-        output = self._chain.process(chunk, int(first_index))
+        output = self._bank.process(0, chunk, int(first_index))
         output.values = output.values.astype(chunk.dtype, copy=False)
         return output
 
