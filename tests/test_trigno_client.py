@@ -35,7 +35,7 @@ def test_command_session_reads_the_base_and_every_slot():
     assert (info.backwards_compatibility, info.upsampling) == (True, False)
     assert (info.frame_interval_s, info.max_samples_emg, info.max_samples_aux) == (0.0135, 15, 2)
     two, five, nine, ten = info.slots
-    assert two.paired and two.channel_count == 7 and two.start_index == 1 and five.start_index == 8
+    assert two.paired and two.channel_count == 7 and two.start_index == 2 and five.start_index == 5
     assert [channel.unit for channel in two.channels] == ["V", "g", "g", "g", "deg/s", "deg/s", "deg/s"]
     assert two.channels[0].samples_per_frame == 15 and two.channels[1].samples_per_frame == 2
     assert nine.aux_channel_count == 3 and len(nine.channels) == 4

@@ -79,7 +79,7 @@ def test_emulated_base_replies():
     assert base.reply("SENSOR 17 PAIRED?") == "CANNOT COMPLETE"
     assert base.reply("SENSOR 1 CHANNELCOUNT?") == "7"
     assert base.reply("SENSOR 5 AUXCHANNELCOUNT?") == "3"
-    assert base.reply("SENSOR 5 STARTINDEX?") == "15"  # after slots 1 and 2 (7 channels each)
+    assert base.reply("SENSOR 5 STARTINDEX?") == "5"  # 1-based column of its first value in a data row
     assert base.reply("SENSOR 1 CHANNEL 1 UNITS?") == "V"
     assert base.reply("SENSOR 1 CHANNEL 5 UNITS?") == "deg/s"
     assert base.reply("SENSOR 1 CHANNEL 8 RATE?") == "CANNOT COMPLETE"

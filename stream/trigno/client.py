@@ -206,6 +206,13 @@ def check_setup(info: BaseInfo, settings: ClientSettings) -> SlotMapping:
                 f"slot {slot}: {slot_info.emg_channel_count} EMG and {slot_info.aux_channel_count} AUX channels; this "
                 "client needs 1 EMG channel and an accelerometer (choose a sensor mode with EMG + IMU)"
             )
+        if slot_info.start_index != slot:
+            # STARTINDEX is the 1-based column of the sensor's first value in a data row: the slot
+            # itself for one-EMG-channel sensors; multi-channel sensors (Quattro) shift the columns.
+            raise TrignoSetupError(
+                f"slot {slot} reports STARTINDEX {slot_info.start_index}: this client reads one EMG channel per "
+                "slot at column = slot (multi-channel sensors such as Quattro are not supported)"
+            )
         expected = [settings.emg_rate_hz] + [settings.imu_rate_hz] * (slot_info.channel_count - 1)
         for number, (channel, rate) in enumerate(zip(slot_info.channels, expected), start=1):
             if channel.rate_hz != rate:

@@ -170,14 +170,10 @@ class EmulatedBase:
             "CHANNELCOUNT?": str(sensor.channel_count),
             "EMGCHANNELCOUNT?": "1",
             "AUXCHANNELCOUNT?": str(sensor.aux_channel_count),
-            "STARTINDEX?": str(self._start_index(slot)),
+            "STARTINDEX?": str(slot),
             "SERIAL?": f"SID EMULATED-{slot:02d}",
             "FIRMWARE?": "EMULATED 1.0",
         }[query]
-
-    def _start_index(self, slot: int) -> int:
-        """1-based position of the slot's first channel among all paired sensors' channels."""
-        return 1 + sum(sensor.channel_count for number, sensor in self.sensors.items() if number < slot)
 
     def _channel_answer(self, sensor: EmulatedSensor, channel: int, what: str) -> str:
         if not 1 <= channel <= sensor.channel_count:
