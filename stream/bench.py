@@ -15,6 +15,7 @@ import sys
 
 BENCH_MODULES = [
     "stream.dsp.bench",
+    "stream.trigno.bench",
 ]
 
 
