@@ -1,0 +1,121 @@
+"""The in-memory recording: raw samples at native rates, sample indices, labels and gaps.
+
+Indices are absolute on the recording's own sample clock (counted from the acquisition's START):
+sEMG row ``r`` holds sample ``emg_first_index + r`` and annotations/gaps use the same numbering, so
+a recording cut out of a longer stream keeps its times. Nothing here touches files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from stream.rates import parse_rate
+
+ALL_SENSORS = -1  # Gap.sensor value for a gap in every channel (lost frames)
+DURATION_TOLERANCE_S = 0.25  # sEMG and IMU spans must agree this closely (catches mislabelled rates)
+
+
+class RecordingError(ValueError):
+    """A recording or recording file that is not what the format promises. The message names the
+    file (when there is one) and the problem."""
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One labelled span in sEMG sample indices, ``end_index`` exclusive."""
+
+    label: str
+    start_index: int
+    end_index: int
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Samples that are missing (NaN in the arrays): one sensor's channels, or all of them
+    (``sensor == ALL_SENSORS``), over sEMG ``[emg_start, emg_end)`` and IMU ``[imu_start, imu_end)``."""
+
+    sensor: int
+    emg_start: int
+    emg_end: int
+    imu_start: int
+    imu_end: int
+
+
+@dataclass
+class Recording:
+    """sEMG ``(N, S)`` in mV; accelerometer ``(M, 3S)`` in g and gyroscope ``(M, 3S)`` in deg/s, columns
+    sensor-major (s1x, s1y, s1z, s2x, ...); all float32, NaN where samples are missing."""
+
+    emg: np.ndarray
+    acc: np.ndarray
+    gyro: np.ndarray
+    emg_rate_hz: Fraction
+    imu_rate_hz: Fraction
+    sensor_names: tuple[str, ...]
+    emg_first_index: int = 0
+    imu_first_index: int = 0
+    annotations: list[Annotation] = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)
+    gaps: list[Gap] = field(default_factory=list)
+    complete: bool = True  # False for a file whose writer never closed it (crash, power loss)
+
+    @property
+    def duration_s(self) -> float:
+        return self.emg.shape[0] / float(self.emg_rate_hz)
+
+    @property
+    def emg_end_index(self) -> int:
+        return self.emg_first_index + self.emg.shape[0]
+
+    def validate(self, where: str = "recording") -> None:
+        """Raise RecordingError naming ``where`` and the problem if anything breaks the format."""
+
+        def fail(problem: str) -> None:
+            raise RecordingError(f"{where}: {problem}")
+
+        try:
+            self.emg_rate_hz = parse_rate(self.emg_rate_hz)
+            self.imu_rate_hz = parse_rate(self.imu_rate_hz)
+        except ValueError as error:
+            fail(str(error))
+        self.sensor_names = tuple(self.sensor_names)
+        sensors = len(self.sensor_names)
+        if sensors == 0:
+            fail("no sensor names")
+        if len(set(self.sensor_names)) != sensors:
+            fail(f"sensor names are not unique: {list(self.sensor_names)}")
+        expected = {"emg": sensors, "acc": 3 * sensors, "gyro": 3 * sensors}
+        for name, columns in expected.items():
+            array = getattr(self, name)
+            if not isinstance(array, np.ndarray) or array.dtype != np.float32:
+                fail(f"{name} must be a float32 numpy array, got {getattr(array, 'dtype', type(array).__name__)}")
+            if array.ndim != 2 or array.shape[1] != columns:
+                fail(f"{name} has shape {array.shape}; with {sensors} sensors it must be (samples, {columns})"
+                     " (missing channels?)")
+        if self.acc.shape[0] != self.gyro.shape[0]:
+            fail(f"acc has {self.acc.shape[0]} samples but gyro has {self.gyro.shape[0]}; they share one clock")
+        emg_span = self.emg.shape[0] / float(self.emg_rate_hz)
+        imu_span = self.acc.shape[0] / float(self.imu_rate_hz)
+        if self.acc.shape[0] and self.emg.shape[0] and abs(emg_span - imu_span) > DURATION_TOLERANCE_S:
+            fail(f"sEMG spans {emg_span:.3f} s at {self.emg_rate_hz} Hz but IMU spans {imu_span:.3f} s at "
+                 f"{self.imu_rate_hz} Hz: the rates do not match the sample counts")
+        for name in ("emg_first_index", "imu_first_index"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                fail(f"{name} = {value!r} must be an integer >= 0")
+        for annotation in self.annotations:
+            if not isinstance(annotation.label, str) or not annotation.label:
+                fail(f"annotation {annotation} has an empty label")
+            if not self.emg_first_index <= annotation.start_index < annotation.end_index <= self.emg_end_index:
+                fail(f"annotation {annotation} is outside the sEMG samples "
+                     f"[{self.emg_first_index}, {self.emg_end_index}) or empty")
+        for gap in self.gaps:
+            if not (gap.sensor == ALL_SENSORS or 0 <= gap.sensor < sensors):
+                fail(f"gap {gap} names sensor {gap.sensor}; must be -1 (all) or 0..{sensors - 1}")
+            if gap.emg_start > gap.emg_end or gap.imu_start > gap.imu_end:
+                fail(f"gap {gap} has an end before its start")
+        if not isinstance(self.metadata, dict):
+            fail(f"metadata must be a dict, got {type(self.metadata).__name__}")

@@ -1,0 +1,126 @@
+"""Isolated recordings and continuous sessions of the simulated signers.
+
+Every recording is a pure function of (dataset seed, signer, sign or session, repetition): its random
+stream is ``SeedSequence([seed, kind, signer, item, repetition])``, so the output does not depend on
+the number of worker processes or the order of generation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from stream.rates import EMG_RATE_HZ, FRAME_PERIOD_S, IMU_RATE_HZ
+from stream.recording import Annotation, Recording
+from train.synth.performance import PostureEvent, SignEvent, plan_fidget, plan_sign
+from train.synth.render import StreamState, render, sample_index
+from train.synth.signer import SignerProfile, make_signer
+from train.synth.vocabulary import LABELS, MUSCLES, VOCABULARY
+
+GENERATOR_VERSION = 1
+SENSOR_NAMES = MUSCLES  # the sensor over each muscle is named after it (as [sensors] names)
+FRAME_S = float(FRAME_PERIOD_S)
+ISOLATED_REST_S = (0.4, 0.9)
+SESSION_REST_S = (1.0, 2.5)
+KIND_ISOLATED, KIND_SESSION = 1, 2
+
+
+def signer_name(index: int) -> str:
+    return f"signer-{index + 1:02d}"
+
+
+def _rng(seed: int, kind: int, signer_index: int, item: int, repetition: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, kind, signer_index, item, repetition]))
+
+
+def _recording(emg, acc, gyro, gaps, annotations, metadata) -> Recording:
+    return Recording(emg=emg, acc=acc, gyro=gyro, emg_rate_hz=EMG_RATE_HZ, imu_rate_hz=IMU_RATE_HZ,
+                     sensor_names=SENSOR_NAMES, annotations=annotations, metadata=metadata, gaps=gaps)
+
+
+def isolated_recording(seed: int, signer: SignerProfile, sign_index: int, repetition: int,
+                       variability: float = 1.0) -> Recording:
+    """Rest (0.4-0.9 s), one sign (0.5-1.5 s), rest (0.4-0.9 s); one annotation."""
+    rng = _rng(seed, KIND_ISOLATED, signer.index, sign_index, repetition)
+    onset = float(rng.uniform(*ISOLATED_REST_S))
+    event = plan_sign(sign_index, onset, signer, rng, variability)
+    total_s = event.end_s + float(rng.uniform(*ISOLATED_REST_S))
+    frames = math.ceil(total_s / FRAME_S)
+    emg, acc, gyro, gaps = render([event], signer, StreamState.draw(rng), rng, 0, frames)
+    label = LABELS[sign_index]
+    annotation = Annotation(label, sample_index(event.onset_s), sample_index(event.end_s))
+    metadata = {
+        "kind": "isolated", "label": label, "sign_kind": VOCABULARY[sign_index].kind,
+        "signer": signer_name(signer.index), "repetition": repetition, "seed": seed,
+        "generator": "train.synth", "generator_version": GENERATOR_VERSION, "variability": variability,
+    }
+    return _recording(emg, acc, gyro, gaps, [annotation], metadata)
+
+
+def plan_session(signer: SignerProfile, rng: np.random.Generator, duration_s: float,
+                 start_s: float = 0.0, labels: tuple[int, ...] | None = None) -> list:
+    """Signs with rest 1.0-2.5 s between them; fidgets in some rests; in others the hand does not go
+    all the way down (a held transition). Signs cycle through shuffled passes of the vocabulary."""
+    choices = tuple(range(len(VOCABULARY))) if labels is None else labels
+    events: list = []
+    order: list[int] = []
+    time_s = start_s + float(rng.uniform(*SESSION_REST_S))
+    previous: SignEvent | None = None
+    while True:
+        if not order:
+            order = list(rng.permutation(choices))
+        sign = plan_sign(int(order.pop()), time_s, signer, rng)
+        if sign.end_s > start_s + duration_s - 0.5:
+            break
+        if previous is not None:
+            rest_start, rest_end = previous.end_s, sign.onset_s
+            if rng.random() < 0.25:
+                ramp = min(previous.ramp_out_s, sign.ramp_in_s)
+                target = 0.5 * (previous.posture_deg + sign.posture_deg) - signer.rest_posture_deg
+                onset = previous.end_s - previous.ramp_out_s
+                events.append(PostureEvent(onset, sign.onset_s + sign.ramp_in_s - onset, ramp,
+                                           rng.uniform(0.3, 0.6) * target, rng.uniform(0.0, 0.03, 6)))
+            elif rng.random() < 0.5 and rest_end - rest_start > 1.0:
+                fidget = plan_fidget(rest_start + 0.2, rng)
+                if fidget.end_s < rest_end - 0.2:
+                    shift = rng.uniform(0.0, rest_end - 0.2 - fidget.end_s)
+                    events.append(PostureEvent(fidget.onset_s + shift, fidget.duration_s, fidget.ramp_s,
+                                               fidget.offset_deg, fidget.activation))
+        events.append(sign)
+        previous = sign
+        time_s = sign.end_s + float(rng.uniform(*SESSION_REST_S))
+    return events
+
+
+def session_annotations(events: list) -> list[Annotation]:
+    return [Annotation(LABELS[event.sign_index], sample_index(event.onset_s), sample_index(event.end_s))
+            for event in events if isinstance(event, SignEvent)]
+
+
+def session_recording(seed: int, signer: SignerProfile, session: int) -> Recording:
+    """A continuous session of 60-120 s, annotated (label, start, end in sEMG samples)."""
+    rng = _rng(seed, KIND_SESSION, signer.index, session, 0)
+    duration_s = float(rng.uniform(60.0, 120.0))
+    events = plan_session(signer, rng, duration_s)
+    frames = math.ceil(duration_s / FRAME_S)
+    emg, acc, gyro, gaps = render(events, signer, StreamState.draw(rng), rng, 0, frames)
+    metadata = {
+        "kind": "session", "signer": signer_name(signer.index), "session": session, "seed": seed,
+        "generator": "train.synth", "generator_version": GENERATOR_VERSION,
+    }
+    return _recording(emg, acc, gyro, gaps, session_annotations(events), metadata)
+
+
+def isolated_batch(task: tuple[int, int, int, int, float]) -> list[tuple[str, Recording]]:
+    """All repetitions of one sign by one signer (one unit of parallel work)."""
+    seed, signer_index, sign_index, repetitions, variability = task
+    signer = make_signer(seed, signer_index)
+    return [(f"{LABELS[sign_index]}-r{repetition:02d}",
+             isolated_recording(seed, signer, sign_index, repetition, variability))
+            for repetition in range(repetitions)]
+
+
+def session_batch(task: tuple[int, int, int]) -> list[tuple[str, Recording]]:
+    seed, signer_index, session = task
+    return [(f"session-{session:02d}", session_recording(seed, make_signer(seed, signer_index), session))]
