@@ -207,6 +207,37 @@ def test_nothing_listening_fails_fast_after_the_configured_attempts():
     assert time.monotonic() - started < 3
 
 
+def test_a_sensor_that_drops_out_arrives_as_nan_not_as_zeros():
+    def frames_with_sensor_two_out():
+        for frame in deterministic_frames(3):
+            if frame.sequence % 2:
+                frame.emg[:, 1] = np.nan  # the emulator sends zeros for it, as a base station does
+                frame.acc[:, 3:6] = np.nan
+                frame.gyro[:, 3:6] = np.nan
+            yield frame
+
+    with running_emulator(slots=(1, 2, 3), speed=2.0) as emulator:
+        emulator._frames = frames_with_sensor_two_out()
+        source = TrignoSource(config_for(emulator, slots=(1, 2, 3)))
+        try:
+            frames = [next(source) for _ in range(6)]
+        finally:
+            source.close()
+    silent = [bool(np.isnan(frame.emg[:, 1]).all() and np.isnan(frame.acc[:, 3:6]).all()) for frame in frames]
+    assert sum(silent) == 3 and source.dropped_sensor_frames == 3
+    assert all(np.isfinite(frame.emg[:, [0, 2]]).all() for frame in frames)
+
+
+def test_a_multi_channel_sensor_layout_is_refused():
+    with running_emulator(slots=(1, 2)) as emulator:
+        reply = emulator.base.reply
+        emulator.base.reply = lambda command: "5" if command.strip() == "SENSOR 2 STARTINDEX?" else reply(command)
+        client = TrignoClient(client_settings(emulator, slots=(1, 2)))
+        with pytest.raises(TrignoSetupError, match="slot 2 reports STARTINDEX 5"):
+            client.connect()
+        assert client.session is None and client.reader is None
+
+
 @pytest.mark.parametrize("problem, options, message", [
     ("unpaired slot", {"slots": (1, 2, 7)}, "slot 7 has no paired sensor"),
     ("upsampled rate", {"upsample": True}, "27 EMG and 2 AUX samples per frame"),

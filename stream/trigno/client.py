@@ -331,6 +331,8 @@ class TrignoClient:
 
     def close(self, send_stop: bool = True) -> None:
         if self.session is not None and send_stop:
+            # A dead link must not hold up shutdown for a whole timeout_s per command.
+            self.session.timeout_s = min(self.session.timeout_s, 1.0)
             for command in ("STOP", "QUIT"):
                 try:
                     self.session.query(command)

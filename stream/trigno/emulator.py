@@ -304,7 +304,7 @@ def main(argv=None) -> int:
                                   host=config.acquire.trigno.host, ports=ports, fragment=arguments.fragment,
                                   seed=arguments.seed, speed=arguments.speed)
         emulator.start()
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, ImportError) as error:
         print(f"stream-trigno-emulator: {error}", flush=True)
         return 2
     stop = threading.Event()
