@@ -144,7 +144,7 @@ class TrignoEmulator:
                 elif role == "command":
                     self._serve_command(key.fileobj)
                 else:
-                    self._discard_client_bytes(key.fileobj, kind)
+                    self._receive(key.fileobj)  # data ports are one-way: only notice a close
             if self._drop.is_set():
                 self._drop.clear()
                 self._drop_all()
@@ -173,13 +173,19 @@ class TrignoEmulator:
             self._data_clients[kind].append(client)
             self._selector.register(client, selectors.EVENT_READ, ("data", kind))
 
-    def _serve_command(self, client: socket.socket) -> None:
+    def _receive(self, client: socket.socket) -> bytes:
+        """What the client sent; b"" (and the client forgotten) when it has gone."""
         try:
             data = client.recv(4096)
         except OSError:
             data = b""
         if not data:
             self._forget(client)
+        return data
+
+    def _serve_command(self, client: socket.socket) -> None:
+        data = self._receive(client)
+        if not data:
             return
         buffer = self._command_clients[client]
         buffer += data
@@ -196,13 +202,6 @@ class TrignoEmulator:
             buffer.clear()
             self._send(client, INVALID_COMMAND.encode("ascii") + TERMINATOR)
 
-    def _discard_client_bytes(self, client: socket.socket, kind: str) -> None:
-        try:
-            data = client.recv(4096)
-        except OSError:
-            data = b""
-        if not data:
-            self._forget(client)
 
     def _tick(self) -> None:
         try:
