@@ -252,3 +252,28 @@ def test_a_base_set_up_unlike_the_config_is_a_clear_setup_error_not_a_retry(prob
                 next(source)
         finally:
             source.close()
+
+
+def test_the_emulator_streams_a_recording_file(tmp_path):
+    from stream.rates import EMG_RATE_HZ, IMU_RATE_HZ
+    from stream.recording import Recording, write_recording
+    from stream.trigno.frame_sources import recording_frames
+
+    originals = [frame for _, frame in zip(range(12), deterministic_frames(6, seed=9))]
+    recording = Recording(
+        emg=np.concatenate([frame.emg for frame in originals]), acc=np.concatenate([frame.acc for frame in originals]),
+        gyro=np.concatenate([frame.gyro for frame in originals]), emg_rate_hz=EMG_RATE_HZ, imu_rate_hz=IMU_RATE_HZ,
+        sensor_names=tuple(f"sensor_{slot}" for slot in range(1, 7)),
+    )
+    path = write_recording(tmp_path / "recording.h5", recording)
+    with running_emulator(speed=2.0) as emulator:
+        emulator._frames = recording_frames(str(path), loop=True)
+        source = TrignoSource(config_for(emulator))
+        try:
+            received = [next(source) for _ in range(30)]
+        finally:
+            source.close()
+    by_acc = {frame.acc.tobytes(): frame for frame in originals}
+    assert all(frame.acc.tobytes() in by_acc for frame in received)  # every frame is one of the file's
+    np.testing.assert_allclose(received[0].emg, by_acc[received[0].acc.tobytes()].emg, rtol=1e-6)
+    assert len({frame.acc.tobytes() for frame in received}) == 12  # looped over the whole file
