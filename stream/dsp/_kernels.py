@@ -65,11 +65,15 @@ def _chain_kernel(x, first_index, chain, sos, zi_unit, fir, params, scales, zi, 
     """Non-finite hold -> SOS cascade -> optional full-wave rectification -> polyphase resampling
     -> scaling, for one chunk of chain ``chain`` of a bank (arrays stacked over chains, padded to
     the widest). Returns how many outputs were written to ``out``; the first has the index
-    counters[chain, NEXT_OUTPUT] had on entry (after start-up).
+    counters[chain, NEXT_OUTPUT] had on entry (after start-up). Returns -1 and changes nothing if
+    the chunk does not continue the chain: ``out`` is sized for contiguous input only, so this one
+    check stays in the kernel to keep it memory-safe whatever the caller does.
 
     The ring (2 * size, channels) keeps each past filtered input twice (rows slot and slot + size)
     so that any FIR span of up to ``size`` inputs is contiguous: no modulo per tap.
     """
+    if counters[chain, STARTED] != 0 and first_index != counters[chain, NEXT_INPUT]:
+        return -1
     samples = x.shape[0]
     sections = params[chain, SECTIONS]
     up = params[chain, UP]
@@ -151,7 +155,12 @@ def _chain_kernel(x, first_index, chain, sos, zi_unit, fir, params, scales, zi, 
 def _frame_kernel(emg, acc, gyro, emg_first_index, imu_first_index, sos, zi_unit, fir, params, scales, zi, hold, ring,
                   counters, out, out_valid, written):
     """One frame of all three chains (sEMG, acc, gyro) in one call: the per-call overhead of a
-    jitted function is paid once per frame, not once per modality."""
+    jitted function is paid once per frame, not once per modality. All or nothing: if any chunk
+    does not continue its chain, nothing runs and every ``written`` is -1."""
+    for chain, first_index in ((0, emg_first_index), (1, imu_first_index), (2, imu_first_index)):
+        if counters[chain, STARTED] != 0 and first_index != counters[chain, NEXT_INPUT]:
+            written[:] = -1
+            return
     written[0] = _chain_kernel(emg, emg_first_index, 0, sos, zi_unit, fir, params, scales, zi, hold, ring, counters,
                                out[0], out_valid[0])
     written[1] = _chain_kernel(acc, imu_first_index, 1, sos, zi_unit, fir, params, scales, zi, hold, ring, counters,

@@ -87,8 +87,8 @@ class ChainBank:
                                 spec.settle_samples, spec.rectify, spec.steady, spec.channels, spec.ring_size)
             self.scales[row] = spec.scale
         self._shapes = (count, sections, channels, ring)
-        # Output buffers of process_frame, reused (callers get copies).
-        self._frame_out: np.ndarray | None = None
+        # Output buffers of process_frame, reused (callers copy what they keep).
+        self._frame_rows: tuple | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -128,23 +128,40 @@ class ChainBank:
         written = kernels._chain_kernel(chunk, np.int64(first_index), chain, self.sos, self.zi_unit, self.fir,
                                         self.params, self.scales, self.zi, self.hold, self.ring, self.counters, out,
                                         valid)
+        if written < 0:
+            raise ValueError(f"chunk starts at sample {first_index} but chain {chain} expects "
+                             f"{self.next_input_index(chain)}; indices must continue the stream")
         return ChainOutput(start, out[:written, :spec.channels], valid[:written])
 
     def process_frame(self, emg: np.ndarray, acc: np.ndarray, gyro: np.ndarray, emg_first_index: int,
-                      imu_first_index: int) -> list[ChainOutput]:
-        """Chains 0, 1, 2 (sEMG, acc, gyro) on one frame each, in one jitted call. The outputs are
-        views of buffers the next call overwrites: copy what you keep."""
-        starts = [self._first_output(0, emg_first_index), self._first_output(1, imu_first_index),
-                  self._first_output(2, imu_first_index)]
-        rows = max(self._max_outputs(0, emg.shape[0]), self._max_outputs(1, acc.shape[0]),
-                   self._max_outputs(2, gyro.shape[0]))
-        if self._frame_out is None or self._frame_out.shape[1] < rows:
-            self._frame_out = np.empty((3, rows, self._shapes[2]), dtype=self.out_dtype)
-            self._frame_valid = np.empty((3, rows), dtype=np.bool_)
+                      imu_first_index: int) -> tuple[list[int], list[int]]:
+        """Chains 0, 1, 2 (sEMG, acc, gyro) on one frame each, in one jitted call. Returns each
+        chain's first output index and output count; the outputs are in ``frame_out[chain, :count,
+        :channels]`` and ``frame_valid[chain, :count]``, buffers the next call overwrites."""
+        counters = self.counters
+        if counters[0, kernels.STARTED] and counters[1, kernels.STARTED] and counters[2, kernels.STARTED]:
+            starts = counters[:, kernels.NEXT_OUTPUT].tolist()
+        else:
+            starts = [self._first_output(0, emg_first_index), self._first_output(1, imu_first_index),
+                      self._first_output(2, imu_first_index)]
+        if self._frame_rows is None or self._frame_rows[0] != (emg.shape[0], acc.shape[0], gyro.shape[0]):
+            rows = max(self._max_outputs(0, emg.shape[0]), self._max_outputs(1, acc.shape[0]),
+                       self._max_outputs(2, gyro.shape[0]))
+            self._frame_rows = ((emg.shape[0], acc.shape[0], gyro.shape[0]), rows)
+            self.frame_out = np.empty((3, rows, self._shapes[2]), dtype=self.out_dtype)
+            self.frame_valid = np.empty((3, rows), dtype=np.bool_)
             self._frame_written = np.zeros(3, dtype=np.int64)
-        kernels._frame_kernel(emg, acc, gyro, np.int64(emg_first_index), np.int64(imu_first_index), self.sos,
-                              self.zi_unit, self.fir, self.params, self.scales, self.zi, self.hold, self.ring,
-                              self.counters, self._frame_out, self._frame_valid, self._frame_written)
-        return [ChainOutput(starts[chain], self._frame_out[chain, :written, :self.specs[chain].channels],
-                            self._frame_valid[chain, :written])
-                for chain, written in enumerate(self._frame_written.tolist())]
+        kernels._frame_kernel(emg, acc, gyro, emg_first_index, imu_first_index, self.sos, self.zi_unit, self.fir,
+                              self.params, self.scales, self.zi, self.hold, self.ring, counters, self.frame_out,
+                              self.frame_valid, self._frame_written)
+        written = self._frame_written.tolist()
+        if written[0] < 0:
+            raise ValueError(f"frame at sEMG sample {emg_first_index} / IMU sample {imu_first_index} does not continue "
+                             f"the stream (expected {self.next_input_index(0)} / {self.next_input_index(1)})")
+        return starts, written
+
+    def frame_outputs(self, starts: list[int], written: list[int]) -> list[ChainOutput]:
+        """process_frame's outputs as ChainOutputs (views of the reused buffers)."""
+        return [ChainOutput(starts[chain], self.frame_out[chain, :count, :self.specs[chain].channels],
+                            self.frame_valid[chain, :count])
+                for chain, count in enumerate(written)]

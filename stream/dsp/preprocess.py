@@ -108,6 +108,7 @@ class Preprocessor:
         }
         self._steady = config.filters.initial_state == "steady"
         self._fused = self.modalities == MODALITIES  # one jitted call per frame needs all three
+        self._channels = [_channel_count(name, self.sensor_count) for name in self.modalities]
         self.max_gap_fill = {name: int(config.preprocess.max_gap_fill_s * rate)
                              for name, rate in self.input_rate_hz.items()}
         self.gaps: collections.deque[Gap] = collections.deque(maxlen=GAP_HISTORY)
@@ -125,6 +126,7 @@ class Preprocessor:
         """Forget the stream: the next frame may start at any index (e.g. after acquisition restarts)."""
         self._bank = ChainBank(self._specs())
         self._pending: list[ChainOutput | None] = [None] * len(self.modalities)
+        self._no_pending = True
 
     @property
     def emission_delay_s(self) -> Fraction:
@@ -164,13 +166,23 @@ class Preprocessor:
         arrays = [self._frame_array(name, getattr(frame, name)) for name in self.modalities]
         emg_first, imu_first = frame.emg_first_index, frame.imu_first_index
         first_index = [emg_first if name == "emg" else imu_first for name in self.modalities]
-        counters = self._bank.counters
+        bank = self._bank
+        counters = bank.counters
         if (self._fused and type(emg_first) is int and type(imu_first) is int and counters[0, kernels.STARTED]
                 and counters[0, kernels.NEXT_INPUT] == emg_first and counters[1, kernels.NEXT_INPUT] == imu_first
                 and counters[2, kernels.NEXT_INPUT] == imu_first):
             # The usual case: the frame continues the stream. One jitted call for everything.
-            outputs = self._bank.process_frame(arrays[0], arrays[1], arrays[2], emg_first, imu_first)
-            return self._align(outputs)
+            starts, written = bank.process_frame(arrays[0], arrays[1], arrays[2], emg_first, imu_first)
+            count = written[0]
+            if (self._no_pending and starts[0] == starts[1] == starts[2] and count == written[1] == written[2]):
+                if count == 0:
+                    return None
+                out, valid = bank.frame_out, bank.frame_valid  # modalities in lockstep: no buffering
+                return AlignedBlock(starts[0], out[0, :count, :self._channels[0]].copy(),
+                                    out[1, :count, :self._channels[1]].copy(),
+                                    out[2, :count, :self._channels[2]].copy(),
+                                    valid[0, :count] & valid[1, :count] & valid[2, :count])
+            return self._align(bank.frame_outputs(starts, written))
         return self._align(self._process_irregular(frame.sequence, arrays, first_index))
 
     def _frame_array(self, name: str, array: object) -> np.ndarray:
@@ -216,23 +228,13 @@ class Preprocessor:
     def _align(self, outputs: list[ChainOutput]) -> AlignedBlock | None:
         """Keep per-modality outputs until every modality has them; emit the common index range.
         ``outputs`` may be views of reused buffers: everything kept or returned is a copy."""
-        first = outputs[0].first_index
-        count = len(outputs[0].valid)
-        if all(pending is None for pending in self._pending) and all(
-                output.first_index == first and len(output.valid) == count for output in outputs):
-            if count == 0:
-                return None
-            valid = outputs[0].valid.copy()  # lockstep, the usual case: no buffering
-            for output in outputs[1:]:
-                valid &= output.valid
-            return self._block(first, {name: output.values.copy() for name, output in zip(self.modalities, outputs)},
-                               valid)
         for chain, output in enumerate(outputs):
             pending = self._pending[chain]
             if pending is None or len(pending.valid) == 0:
                 self._pending[chain] = ChainOutput(output.first_index, output.values.copy(), output.valid.copy())
             else:
                 self._pending[chain] = _concatenate([pending, output])
+        self._no_pending = False
         start = max(pending.first_index for pending in self._pending)
         end = min(pending.first_index + len(pending.valid) for pending in self._pending)
         if end <= start:
@@ -251,6 +253,7 @@ class Preprocessor:
             valid &= pending.valid[lo:hi]
             rest = ChainOutput(end, pending.values[hi:], pending.valid[hi:])
             self._pending[chain] = rest if len(rest.valid) else None
+        self._no_pending = all(pending is None for pending in self._pending)
         return self._block(start, block, valid)
 
     def _block(self, start: int, arrays: dict[str, np.ndarray], valid: np.ndarray) -> AlignedBlock:
