@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from scipy import signal
 
 from stream.config import Config, config_from_dict
@@ -246,3 +247,39 @@ def test_recording_with_wrong_rates_or_lengths_is_refused():
         preprocessor.process_recording(emg[:0], acc, gyro)
     with pytest.raises(ValueError, match="integer"):
         preprocessor.process_recording(emg, acc, gyro, emg_first_index=1.5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(dropped=st.sets(st.integers(5, FRAMES - 5), max_size=6),
+       nan_runs=st.lists(st.tuples(st.integers(0, 15 * FRAMES - 40), st.integers(1, 40), st.integers(0, 5)),
+                         max_size=3))
+def test_streaming_with_dropped_frames_and_nan_equals_the_recording_with_nan(dropped, nan_runs):
+    # Any pattern of lost frames (short gaps) and sensor dropouts: the stream's blocks equal the
+    # whole recording processed at once with NaN where the data was missing.
+    emg, acc, gyro = make_recording()
+    for start, length, sensor in nan_runs:
+        emg[start:start + length, sensor] = np.nan
+    frames = [frame for frame in frames_of(emg, acc, gyro) if frame.sequence not in dropped]
+    preprocessor = Preprocessor(Config())
+    blocks = stream_all(preprocessor, frames)
+    holes = [emg.copy(), acc.copy(), gyro.copy()]
+    for frame in dropped:
+        holes[0][15 * frame:15 * frame + 15] = np.nan
+        holes[1][2 * frame:2 * frame + 2] = np.nan
+        holes[2][2 * frame:2 * frame + 2] = np.nan
+    batch = Preprocessor(Config()).process_recording(*holes)
+    for name in ("emg", "acc", "gyro", "valid"):
+        np.testing.assert_array_equal(concatenated(blocks, name), getattr(batch, name))
+    assert all(not batch.valid[frame] for frame in dropped if frame < len(batch))
+
+
+def test_the_kernel_refuses_a_chunk_that_does_not_continue_its_chain():
+    from stream.dsp.chain import ChainBank, ChainSpec
+
+    preprocessor = Preprocessor(Config())
+    bank = ChainBank([ChainSpec.from_design(preprocessor.designs["acc"], 18, True)])
+    _, acc, _ = make_recording(10)
+    bank.process(0, acc[:4], 0)
+    with pytest.raises(ValueError, match="expects 4"):
+        bank.process(0, acc[4:], 6)  # skipping ahead would overflow the output buffer: refused
+    assert bank.next_input_index(0) == 4

@@ -132,3 +132,14 @@ def test_bad_blocks_are_refused():
     bad.acc = bad.acc[:, :9]
     with pytest.raises(ValueError, match="expected \\(10, 18\\)"):
         assembler.push(bad)
+
+
+def test_pushed_windows_are_read_only_views_that_later_pushes_do_not_touch():
+    assembler = WindowAssembler(Config())
+    first = assembler.push(make_block(0, 160))
+    kept = first[-1].emg.copy()
+    assembler.push(make_block(160, 300))
+    np.testing.assert_array_equal(first[-1].emg, kept)
+    assert not first[-1].emg.flags.writeable
+    with pytest.raises(ValueError):
+        first[-1].acc[0, 0] = 1.0

@@ -25,6 +25,9 @@ DEFAULT_HISTORY_S = 5.0
 
 @dataclass
 class Window:
+    """Model input: ``length`` model-rate samples of every modality, ending at ``end_index``.
+    Arrays from ``WindowAssembler.push`` are read-only views (copy before modifying)."""
+
     end_index: int  # exclusive, model rate
     emg: np.ndarray  # (length, S) float32
     acc: np.ndarray  # (length, 3S)
@@ -132,6 +135,10 @@ class WindowAssembler:
         data = {name: np.concatenate([prefix[name], np.zeros((missing, channels), dtype=np.float32),
                                       np.asarray(getattr(block, name), dtype=np.float32)])
                 for name, channels in self.channels.items()}
+        for array in data.values():
+            # Windows are read-only views of this push's own array: one copy of the samples however
+            # many overlapping windows (hop 1 over a long recording would otherwise copy 148x).
+            array.flags.writeable = False
         valid = np.concatenate([prefix_valid, np.zeros(missing, dtype=np.bool_), np.asarray(block.valid, bool)])
         invalid_before = np.concatenate([[0], np.cumsum(~valid)])
         end = first + rows
@@ -145,7 +152,7 @@ class WindowAssembler:
             if flagged and self.gap_policy == "drop":
                 self.dropped += 1
                 continue
-            windows.append(Window(end_index, *(data[name][lo:hi].copy() for name in MODALITIES), flagged))
+            windows.append(Window(end_index, *(data[name][lo:hi] for name in MODALITIES), flagged))
         # Keep the newest samples in the ring.
         keep = min(self.capacity, end - prefix_start)
         slots = np.arange(end - keep, end) % self.capacity
