@@ -277,3 +277,21 @@ def test_the_emulator_streams_a_recording_file(tmp_path):
     assert all(frame.acc.tobytes() in by_acc for frame in received)  # every frame is one of the file's
     np.testing.assert_allclose(received[0].emg, by_acc[received[0].acc.tobytes()].emg, rtol=1e-6)
     assert len({frame.acc.tobytes() for frame in received}) == 12  # looped over the whole file
+
+
+def test_close_from_another_thread_ends_a_blocked_iteration():
+    import threading
+
+    with running_emulator() as emulator:
+        emulator._frames = iter(())  # no data ever: next() blocks on the data ports
+        source = TrignoSource(config_for(emulator, timeout_s=20.0))
+        closer = threading.Timer(0.5, source.close)
+        closer.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(StopIteration):
+                next(source)
+        finally:
+            closer.cancel()
+            source.close()
+    assert time.monotonic() - started < 5.0

@@ -126,10 +126,18 @@ class CommandSession:
         return self._pending.pop(0)
 
     def close(self) -> None:
-        try:
-            self._socket.close()
-        except OSError:
-            pass
+        _shut(self._socket)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # not connected any more
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 def read_slot(session: CommandSession, slot: int) -> SlotInfo:
@@ -253,6 +261,7 @@ class FrameReader:
         self._views = [memoryview(buffer) for buffer in self._buffers]
         self._filled = [0, 0]
         self._timeout_s = timeout_s
+        self._ports = tuple(sock.getpeername()[1] for sock in self._sockets)
         self.bytes_received = 0
         for sock in self._sockets:
             sock.setblocking(False)
@@ -270,9 +279,12 @@ class FrameReader:
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                ports = ", ".join(str(sock.getpeername()[1]) for sock in waiting)
+                ports = ", ".join(str(self._ports[self._sockets.index(sock)]) for sock in waiting)
                 raise TrignoConnectionError(f"no complete frame within {self._timeout_s} s on data port(s) {ports}")
-            select.select(waiting, [], [], remaining)
+            try:
+                select.select(waiting, [], [], remaining)
+            except (OSError, ValueError) as error:  # closed under us (close() from another thread)
+                raise TrignoConnectionError(f"data port closed while waiting: {error}") from None
         rows = tuple(np.frombuffer(buffer, dtype="<f4").reshape(shape).copy() for buffer, shape in zip(self._buffers, self._shapes))
         self._filled = [0, 0]
         return rows
@@ -285,7 +297,7 @@ class FrameReader:
             except BlockingIOError:
                 return
             except OSError as error:
-                raise TrignoConnectionError(f"data port {sock.getsockname()} failed: {error}") from None
+                raise TrignoConnectionError(f"data port {self._ports[index]} failed: {error}") from None
             if count == 0:
                 raise TrignoConnectionError("a data port was closed by the server")
             self._filled[index] += count
@@ -339,10 +351,7 @@ class TrignoClient:
                 except (TrignoConnectionError, TrignoProtocolError, ValueError):
                     break
         for sock in self._data_sockets:
-            try:
-                sock.close()
-            except OSError:
-                pass
+            _shut(sock)  # wakes a read blocked in select() in another thread; close() alone does not
         self._data_sockets = []
         self.reader = None
         if self.session is not None:
