@@ -63,7 +63,14 @@ class Recognizer:
             self.reset()
         block = self.preprocessor.process_frame(frame)
         self._next_emg_index = frame.emg_first_index + frame.emg.shape[0]
-        if block is None or len(block) == 0:
+        if block is None:
+            return []
+        return self.process_block(block)
+
+    def process_block(self, block) -> list[Recognition]:
+        """Everything after the Preprocessor, for an AlignedBlock of any length (offline evaluation
+        runs the Preprocessor on a whole recording, bitwise equal to frame by frame, then this)."""
+        if len(block) == 0:
             return []
         self.windows.push(block)
         return self.classify(self.segmenter.process(block))

@@ -12,18 +12,23 @@ Per model-rate sample (13.5 ms):
   quickly (1 s) and rising slowly (``baseline_time_constant_s``), so that a sign never raises it but
   a quieter rest is followed at once (during the first ``warmup_s`` it follows both ways quickly,
   and no sign is detected). A floor keeps the ratio finite on a perfectly still signal.
-- Hysteresis: a sign starts when either ratio reaches its *on* threshold and ends when both have
-  stayed below their *off* thresholds for ``hold_off_s``; the sign's end is the first quiet sample.
+- Hysteresis: a sign starts when the sEMG ratio reaches its *on* threshold while the level is also
+  ``local_rise`` times its minimum over the last ``local_floor_s`` (so a posture held between signs
+  does not count), or when the motion ratio reaches its *on* threshold. It ends when both have
+  stayed below their *off* thresholds (or sEMG below ``release_fraction`` of the sign's peak: two
+  signs joined by a held transition) for ``hold_off_s``; the sign's end is the first quiet sample.
+  Only true rest (both below their off thresholds, no sign under way) updates the baselines.
   Shorter than ``min_sign_s``: dropped (a twitch). Longer than ``max_sign_s``: cut there and
   reported, then no new sign starts until the activity has fallen below the off thresholds.
-- A sample marked invalid (a gap or NaN upstream) abandons the sign under way: a segment never
-  spans a gap.
+- A sample marked invalid (a gap or NaN upstream) or a jump in the indices abandons the sign under
+  way (a segment never spans a gap) but keeps the baselines; no sign starts until rest is seen again.
 """
 
 from __future__ import annotations
 
+import collections
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,6 +61,8 @@ class SegmenterState:
     motion_baseline: float = math.nan
     mode: int = _IDLE
     start_index: int = 0
+    peak_emg: float = 0.0
+    floor_window: collections.deque = field(default_factory=collections.deque)  # (index, level), increasing
     quiet_samples: int = 0
     samples_seen: int = 0
 
@@ -74,6 +81,7 @@ class Segmenter:
         self.baseline_fall = 1.0 - math.exp(-1.0 / (_BASELINE_FALL_TIME_CONSTANT_S * rate))
         self.warmup_samples = max(1, round(segmentation.warmup_s * rate))
         self.hold_off_samples = max(1, round(segmentation.hold_off_s * rate))
+        self.local_floor_samples = max(1, round(segmentation.local_floor_s * rate))
         self.min_samples = max(1, round(segmentation.min_sign_s * rate))
         self.max_samples = max(self.min_samples + 1, round(segmentation.max_sign_s * rate))
         self.counters = {"segments": 0, "segments_too_short": 0, "segments_forced": 0, "segments_dropped_invalid": 0}
@@ -108,17 +116,15 @@ class Segmenter:
             return []
         state = self.state
         if state.next_index is not None and block.first_index != state.next_index:
-            # Upstream jumped: never bridge it.
-            self.reset()
-            state = self.state
+            # Upstream jumped: never bridge it (the rest baselines stay: same signer, same sensors).
+            self._abandon()
         energy, motion = self.features(emg, gyro)
         segments: list[Segment] = []
         configuration = self.config
         for offset in range(count):
             index = block.first_index + offset
             if not valid[offset] or not (math.isfinite(energy[offset]) and math.isfinite(motion[offset])):
-                self.reset()
-                state = self.state
+                self._abandon()
                 state.next_index = index + 1
                 continue
             if state.samples_seen == 0:
@@ -130,16 +136,29 @@ class Segmenter:
             state.samples_seen += 1
             emg_ratio = state.emg_level / max(state.emg_baseline, configuration.emg_floor)
             motion_ratio = state.motion_level / max(state.motion_baseline, configuration.motion_floor)
-            loud = emg_ratio >= configuration.emg_on_threshold or motion_ratio >= configuration.motion_on_threshold
-            quiet = emg_ratio < configuration.emg_off_threshold and motion_ratio < configuration.motion_off_threshold
+            local_floor = self._local_floor(index, state.emg_level)
+            # On: sEMG well above rest *and* rising well above its recent floor (a held posture
+            # between signs keeps sEMG up without being a sign), or strong motion.
+            loud = ((emg_ratio >= configuration.emg_on_threshold
+                     and state.emg_level >= configuration.local_rise * max(local_floor, configuration.emg_floor))
+                    or motion_ratio >= configuration.motion_on_threshold)
+            # Off: below the off threshold, or (sEMG) fallen well below this sign's own peak, which
+            # separates two signs joined by a held transition (arm not lowered between them).
+            emg_quiet = (emg_ratio < configuration.emg_off_threshold
+                         or (state.mode != _IDLE and state.emg_level < configuration.release_fraction * state.peak_emg))
+            motion_quiet = motion_ratio < configuration.motion_off_threshold
+            quiet = emg_quiet and motion_quiet
             warming_up = state.samples_seen <= self.warmup_samples
 
             if state.mode == _IDLE:
                 if loud and not warming_up:
                     state.mode, state.start_index, state.quiet_samples = _ACTIVE, index, 0
-                else:
+                    state.peak_emg = state.emg_level
+                elif warming_up or (emg_ratio < configuration.emg_off_threshold and motion_quiet):
+                    # Only true rest teaches the baseline: not a held posture, not a fidget.
                     self._track_baselines(state, warming_up)
             elif state.mode == _ACTIVE:
+                state.peak_emg = max(state.peak_emg, state.emg_level)
                 state.quiet_samples = state.quiet_samples + 1 if quiet else 0
                 if state.quiet_samples >= self.hold_off_samples:
                     end = index + 1 - state.quiet_samples
@@ -159,6 +178,25 @@ class Segmenter:
                     state.mode = _IDLE
             state.next_index = index + 1
         return segments
+
+    def _local_floor(self, index: int, level: float) -> float:
+        """Minimum of the smoothed sEMG level over the last ``local_floor_s`` (sliding minimum)."""
+        window = self.state.floor_window
+        while window and window[-1][1] >= level:
+            window.pop()
+        window.append((index, level))
+        while window[0][0] <= index - self.local_floor_samples:
+            window.popleft()
+        return window[0][1]
+
+    def _abandon(self) -> None:
+        """Drop the sign under way (a gap or invalid samples inside it); keep the baselines."""
+        state = self.state
+        if state.mode == _ACTIVE:
+            self.counters["segments_dropped_invalid"] += 1
+        # After a forced cut or an abandoned sign, wait for rest before a new sign may start.
+        state.mode = _REFRACTORY if state.mode != _IDLE else _IDLE
+        state.quiet_samples = 0
 
     def _track_baselines(self, state: SegmenterState, warming_up: bool) -> None:
         for level_name, baseline_name in (("emg_level", "emg_baseline"), ("motion_level", "motion_baseline")):

@@ -15,15 +15,20 @@ RATE = 2000 / 27
 SENSORS = 6
 
 
-def signal(duration_s: float, signs: list[tuple[float, float]], seed: int = 0, emg_level: float = 1.5,
-           motion: float = 0.6, rest_emg: float = 0.06, invalid: tuple[float, float] | None = None):
-    """Normalised model-rate arrays: rest noise with the given (start_s, end_s) signs in it."""
+def signal(duration_s: float, signs: list[tuple[float, float]], seed: int = 0, emg_level: float = 3.0,
+           motion: float = 2.0, rest_emg: float = 0.03, invalid: tuple[float, float] | None = None,
+           held: list[tuple[float, float, float]] = ()):
+    """Normalised model-rate arrays: rest noise with the given (start_s, end_s) signs in it, at the
+    levels the Preprocessor gives for the synthetic signer (sEMG ~100x rest during a sign), and
+    ``held`` (start_s, end_s, level) spans where sEMG stays up without a sign (a held posture)."""
     generator = np.random.default_rng(seed)
     count = int(round(duration_s * RATE))
     time_s = np.arange(count) / RATE
     emg = np.abs(rest_emg * (1 + 0.3 * generator.normal(size=(count, SENSORS))))
     acc = np.tile(np.array([0.0, 0.0, 1.0] * SENSORS), (count, 1)) + 0.002 * generator.normal(size=(count, 18))
-    gyro = 0.02 * generator.normal(size=(count, 18))
+    gyro = 0.01 * generator.normal(size=(count, 18))
+    for start, end, level in held:
+        emg[(time_s >= start) & (time_s < end)] += level
     for start, end in signs:
         inside = (time_s >= start) & (time_s < end)
         emg[inside] += emg_level * (1 + 0.2 * generator.normal(size=(inside.sum(), SENSORS))).clip(0.2)
@@ -72,6 +77,28 @@ def test_several_signs_with_rest_between_them():
     assert len(segments) == len(truth)
     for segment, (start, end) in zip(segments, truth):
         assert abs(segment.start_index / RATE - start) < 0.08 and abs(segment.end_index / RATE - end) < 0.12
+
+
+def test_fidgets_in_rest_are_not_signs():
+    # A fidget: a little muscle activity (a fifth of a sign's) and a little movement.
+    assert run(Segmenter(Config()), signal(8.0, [(3.0, 3.6)], emg_level=0.6, motion=0.5)) == []
+
+
+def test_two_signs_joined_by_a_held_posture_are_two_segments():
+    # The arm stays up between the signs (sEMG a third of the signs' level all along).
+    arrays = signal(10.0, [(3.0, 3.9), (4.6, 5.5)], held=[(3.0, 6.5, 1.0)], motion=0.0)
+    segments = run(Segmenter(Config()), arrays)
+    assert len(segments) == 2
+    assert abs(segments[0].end_index / RATE - 3.9) < 0.15 and abs(segments[1].start_index / RATE - 4.6) < 0.15
+
+
+def test_a_long_held_posture_is_neither_a_sign_nor_the_new_rest():
+    config = Config()
+    segmenter = Segmenter(config)
+    arrays = signal(20.0, [(2.0, 2.8), (15.0, 15.8)], held=[(3.5, 14.0, 1.0)], motion=0.5)
+    segments = run(segmenter, arrays)
+    assert [round(segment.start_index / RATE) for segment in segments] == [2, 15]
+    assert segmenter.state.emg_baseline < 0.05  # the held level never became the baseline
 
 
 def test_twitch_shorter_than_min_sign_is_ignored_and_counted():

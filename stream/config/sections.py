@@ -171,20 +171,27 @@ class WindowConfig:
 class SegmentationConfig:
     """Activity detection (sEMG energy and IMU motion) with hysteresis."""
 
-    emg_on_threshold: float = 3.0
-    emg_off_threshold: float = 2.0
-    motion_on_threshold: float = 3.0
-    motion_off_threshold: float = 2.0
+    emg_on_threshold: float = 40.0
+    emg_off_threshold: float = 10.0
+    motion_on_threshold: float = 50.0
+    motion_off_threshold: float = 8.0
     min_sign_s: float = 0.3
     max_sign_s: float = 1.9
-    hold_off_s: float = 0.12
+    hold_off_s: float = 0.1
     baseline_time_constant_s: float = 10.0
     smoothing_s: float = 0.03
     emg_floor: float = 0.02
     motion_floor: float = 0.02
     warmup_s: float = 1.0
+    release_fraction: float = 0.5
+    local_floor_s: float = 2.0
+    local_rise: float = 2.0
 
     def __post_init__(self) -> None:
+        _require(0 <= self.release_fraction < 1, "segmentation.release_fraction", self.release_fraction,
+                 "in [0, 1) (0 turns the peak-relative release off)")
+        _require(self.local_floor_s > 0, "segmentation.local_floor_s", self.local_floor_s, "> 0")
+        _require(self.local_rise >= 1, "segmentation.local_rise", self.local_rise, ">= 1")
         for name in ("smoothing_s", "warmup_s"):
             _require(getattr(self, name) >= 0, f"segmentation.{name}", getattr(self, name), ">= 0")
         for name in ("emg_floor", "motion_floor"):
