@@ -64,8 +64,8 @@ def make_signer(seed: int, index: int) -> SignerProfile:
     return SignerProfile(
         index=index,
         mixing=mixing,
-        emg_gain=rng.lognormal(0.0, 0.22, SENSOR_COUNT),
-        mvc_mv=np.array([0.75, 0.85, 0.8, 0.7, 1.0, 0.8]) * rng.lognormal(0.0, 0.1, SENSOR_COUNT),
+        emg_gain=rng.lognormal(0.0, 0.18, SENSOR_COUNT),
+        mvc_mv=np.array([0.55, 0.6, 0.55, 0.5, 0.7, 0.55]) * rng.lognormal(0.0, 0.1, SENSOR_COUNT),
         noise_floor_mv=rng.uniform(0.0012, 0.003, SENSOR_COUNT),
         mains_mv=float(rng.uniform(0.0005, 0.002)),
         mains_phase=rng.uniform(0, 2 * np.pi, SENSOR_COUNT),
