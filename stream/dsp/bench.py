@@ -13,6 +13,7 @@ The scipy chains' outputs are checked against ours before anything is timed.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -160,38 +161,44 @@ def time_batch(seconds: float = 60.0) -> dict:
 
 
 START_SCRIPT = """
-import time
+import json, time
 start = time.perf_counter()
 import numpy as np
 from stream.config import Config
 from stream.dsp.preprocess import Preprocessor
 from stream.frames import Frame
+imported = time.perf_counter()
 preprocessor = Preprocessor(Config())
+designed = time.perf_counter()
 for k in range(6):
     preprocessor.process_frame(Frame(k, 15 * k, 2 * k, np.zeros((15, 6), np.float32), np.ones((2, 18), np.float32),
                                      np.zeros((2, 18), np.float32)))
-print(time.perf_counter() - start)
+done = time.perf_counter()
+print(json.dumps({"total": done - start, "import": imported - start, "design": designed - imported,
+                  "first_frames": done - designed}))
 """
 
 
-def time_start(cache_dir: str | None = None) -> float:
-    """Seconds from interpreter start-up to the first frames processed, in a fresh process."""
+def time_start(cache_dir: str | None = None) -> dict:
+    """Seconds from a fresh interpreter's first import to its first frames processed: total and
+    its parts (imports, filter design, first frames = loading or compiling the kernels)."""
     environment = dict(os.environ)
     if cache_dir is not None:
         environment["NUMBA_CACHE_DIR"] = cache_dir
     result = subprocess.run([sys.executable, "-c", START_SCRIPT], env=environment, capture_output=True, text=True,
                             check=True, timeout=600)
-    return float(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def time_starts() -> dict:
     with tempfile.TemporaryDirectory(prefix="signstream-numba-") as cache_dir:
         cold = time_start(cache_dir)  # empty cache: compiles every kernel
-        warm_in_temp = time_start(cache_dir)
     time_start()  # make sure the project's own cache is populated
-    warm = statistics.median(time_start() for _ in range(3))
-    return {"numba_cold_start_s": round(cold, 3), "numba_warm_start_s": round(warm, 3),
-            "numba_warm_start_fresh_cache_s": round(warm_in_temp, 3)}
+    warm_runs = [time_start() for _ in range(3)]
+    warm = sorted(warm_runs, key=lambda run: run["total"])[1]  # the median run
+    return {"numba_cold_start_s": round(cold["total"], 3), "numba_cold_first_frames_s": round(cold["first_frames"], 3),
+            "numba_warm_start_s": round(warm["total"], 3), "numba_warm_first_frames_s": round(warm["first_frames"], 3),
+            "dsp_import_s": round(warm["import"], 3), "dsp_design_s": round(warm["design"], 3)}
 
 
 def run() -> dict:
