@@ -23,10 +23,8 @@ PARTS = ("train", "val", "test")
 
 
 def _fraction_counts(count: int, validation_fraction: float, test_fraction: float) -> tuple[int, int]:
-    test = int(round(count * test_fraction))
-    validation = int(round(count * validation_fraction))
-    if count >= 3:
-        test, validation = max(test, 1), max(validation, 1)
+    test = max(1, int(round(count * test_fraction)))
+    validation = max(1, int(round(count * validation_fraction)))
     if test + validation >= count:
         raise ValueError(f"{count} repetitions cannot be split into train/val/test with fractions "
                          f"{1 - validation_fraction - test_fraction:.2f}/{validation_fraction}/{test_fraction}; "

@@ -1,0 +1,172 @@
+"""Splits (deterministic, stratified, disjoint) and opening datasets (clear errors for bad ones)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections import Counter
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from stream.recording import read_recording, write_recordings
+from train.dataset import DatasetError, open_dataset
+from train.splits import make_splits
+from train.synth.build import generate_dataset
+
+
+def fake_entries(signers=3, signs=4, repetitions=20):
+    return [{"id": f"s{s}.l{l}.r{r}", "kind": "isolated", "signer": f"s{s}", "label": f"l{l}", "repetition": r}
+            for s in range(signers) for l in range(signs) for r in range(repetitions)]
+
+
+def test_within_is_14_3_3_per_signer_and_sign_and_disjoint():
+    splits = make_splits(fake_entries(), seed=0)
+    within = splits["within"]
+    ids = within["train"] + within["val"] + within["test"]
+    assert len(ids) == len(set(ids)) == 3 * 4 * 20
+    for part, count in (("train", 14), ("val", 3), ("test", 3)):
+        groups = Counter(entry_id.rsplit(".", 1)[0] for entry_id in within[part])
+        assert set(groups.values()) == {count}, part
+        assert len(groups) == 12
+
+
+def test_splits_are_deterministic_and_depend_on_the_seed():
+    assert make_splits(fake_entries(), seed=4) == make_splits(list(reversed(fake_entries())), seed=4)
+    assert make_splits(fake_entries(), seed=4)["within"]["test"] != make_splits(fake_entries(), seed=5)["within"]["test"]
+
+
+def test_loso_holds_out_exactly_one_signer_per_fold():
+    splits = make_splits(fake_entries(), seed=0)
+    assert [fold["held_out_signer"] for fold in splits["loso"]] == ["s0", "s1", "s2"]
+    for fold in splits["loso"]:
+        held_out = fold["held_out_signer"]
+        assert all(entry_id.startswith(held_out + ".") for entry_id in fold["test"])
+        assert not any(entry_id.startswith(held_out + ".") for entry_id in fold["train"] + fold["val"])
+        assert len(fold["test"]) == 80 and len(fold["train"]) + len(fold["val"]) == 160
+
+
+def test_too_few_repetitions_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least 3 repetitions"):
+        make_splits(fake_entries(repetitions=2))
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("data") / "small"
+    generate_dataset(directory, signers=2, repetitions=3, seed=1, sessions=1, workers=1, progress=False)
+    return directory
+
+
+def test_generated_dataset_opens_and_loads(small_dataset):
+    with open_dataset(small_dataset) as dataset:
+        assert len(dataset.labels) == 50 and dataset.signers == ["signer-01", "signer-02"]
+        assert len(dataset.isolated()) == 300 and len(dataset.sessions()) == 2
+        assert dataset.emg_rate_hz == Fraction(10000, 9)
+        within = dataset.split("within")
+        assert [len(within[part]) for part in ("train", "val", "test")] == [100, 100, 100]
+        fold = dataset.split("loso", held_out_signer="signer-02")
+        assert {entry.signer for entry in fold["test"]} == {"signer-02"}
+        entry = within["test"][0]
+        recording = dataset.load(entry)
+        assert recording.annotations[0].label == entry.label == recording.metadata["label"]
+        session = dataset.load(dataset.sessions("signer-01")[0])
+        assert len(session.annotations) >= 15
+        with pytest.raises(DatasetError, match="no LOSO fold for signer 'x'"):
+            dataset.split("loso", held_out_signer="x")
+        with pytest.raises(DatasetError, match="unknown label 'xyz'"):
+            dataset.label_index("xyz")
+
+
+def test_generation_refuses_to_overwrite_a_dataset(small_dataset):
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        generate_dataset(small_dataset, signers=1, repetitions=3, sessions=0, progress=False)
+
+
+def test_generation_does_not_depend_on_worker_count(small_dataset, tmp_path):
+    generate_dataset(tmp_path / "two", signers=2, repetitions=3, seed=1, sessions=0, workers=2, progress=False)
+    with open_dataset(small_dataset) as one, open_dataset(tmp_path / "two") as two:
+        for entry_id in ("signer-01.good-r00", "signer-02.sister-r02"):
+            np.testing.assert_array_equal(one.load(entry_id).emg, two.load(entry_id).emg)
+        assert one.splits["within"] == two.splits["within"]
+
+
+def copy(small_dataset, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(small_dataset, target)
+    return target
+
+
+def edit_index(directory, change):
+    index = json.loads((directory / "index.json").read_text())
+    change(index)
+    (directory / "index.json").write_text(json.dumps(index))
+
+
+def test_missing_empty_and_non_dataset_directories(tmp_path):
+    with pytest.raises(DatasetError, match="no such directory"):
+        open_dataset(tmp_path / "absent")
+    with pytest.raises(DatasetError, match="empty directory"):
+        open_dataset(tmp_path)
+    (tmp_path / "other.txt").write_text("x")
+    with pytest.raises(DatasetError, match="no index.json"):
+        open_dataset(tmp_path)
+
+
+def test_corrupt_index_names_the_file(small_dataset, tmp_path):
+    directory = copy(small_dataset, tmp_path)
+    (directory / "index.json").write_text('{"format": "signstream-dataset", "labels": [')
+    with pytest.raises(DatasetError, match=r"index.json: not valid JSON"):
+        open_dataset(directory)
+
+
+def test_unknown_label_in_index(small_dataset, tmp_path):
+    directory = copy(small_dataset, tmp_path)
+    edit_index(directory, lambda index: index["entries"][0].update(label="flying"))
+    with pytest.raises(DatasetError, match="unknown label 'flying'"):
+        open_dataset(directory)
+
+
+def test_missing_recording_file(small_dataset, tmp_path):
+    directory = copy(small_dataset, tmp_path)
+    (directory / "recordings" / "signer-02.h5").unlink()
+    with pytest.raises(DatasetError, match=r"signer-02.h5: listed in index.json but missing"):
+        open_dataset(directory)
+
+
+def test_splits_naming_unknown_recordings(small_dataset, tmp_path):
+    directory = copy(small_dataset, tmp_path)
+    splits = json.loads((directory / "splits.json").read_text())
+    splits["within"]["test"].append("nobody.nothing-r00")
+    (directory / "splits.json").write_text(json.dumps(splits))
+    with pytest.raises(DatasetError, match="unknown recording"):
+        open_dataset(directory)
+
+
+def test_recording_with_mismatched_rates_or_unknown_label(small_dataset, tmp_path):
+    directory = copy(small_dataset, tmp_path)
+    path = directory / "recordings" / "signer-01-sessions.h5"
+    session = read_recording(path, "session-00")
+    session.emg_rate_hz = Fraction(34000, 27)
+    session.emg = np.resize(session.emg, (session.acc.shape[0] * 17 // 2, session.emg.shape[1]))
+    write_recordings(path, {"session-00": session})
+    with open_dataset(directory) as dataset:
+        with pytest.raises(DatasetError, match="mismatched rates"):
+            dataset.load("signer-01.session-00")
+    session = read_recording(small_dataset / "recordings" / "signer-01-sessions.h5", "session-00")
+    session.annotations[0] = dataclasses.replace(session.annotations[0], label="flying")
+    write_recordings(path, {"session-00": session})
+    with open_dataset(directory) as dataset:
+        with pytest.raises(DatasetError, match="label 'flying' is not one of"):
+            dataset.load("signer-01.session-00")
+
+
+def test_truncated_recording_file_in_a_dataset(small_dataset, tmp_path):
+    directory = copy(small_dataset, tmp_path)
+    path = directory / "recordings" / "signer-01.h5"
+    path.write_bytes(path.read_bytes()[:100_000])
+    with open_dataset(directory) as dataset:
+        with pytest.raises(ValueError, match="signer-01.h5"):
+            dataset.load("signer-01.good-r00")
