@@ -165,6 +165,8 @@ class Preprocessor:
             raise ValueError(f"process_frame takes a stream.frames.Frame, not {type(frame).__name__}")
         arrays = [self._frame_array(name, getattr(frame, name)) for name in self.modalities]
         emg_first, imu_first = frame.emg_first_index, frame.imu_first_index
+        if isinstance(emg_first, np.integer) and isinstance(imu_first, np.integer):
+            emg_first, imu_first = int(emg_first), int(imu_first)  # numpy indices from a decoder are fine
         first_index = [emg_first if name == "emg" else imu_first for name in self.modalities]
         bank = self._bank
         counters = bank.counters
