@@ -235,24 +235,36 @@ class SinkConfig:
 
 @dataclass(frozen=True)
 class SyntheticSourceConfig:
+    """The simulated signer (train.synth): same seed and signer as a generated dataset = same person."""
+
     seed: int = 0
     signer: int = 0
     rest_s: tuple[float, float] = (1.0, 2.5)
     signs: tuple[str, ...] = ()
+    fidget_probability: float = 0.3
+    dropouts: bool = True
 
     def __post_init__(self) -> None:
         low, high = self.rest_s
         _require(0 <= low <= high, "acquire.synthetic.rest_s", list(self.rest_s), "[min, max] seconds with 0 <= min <= max")
+        _require(high <= 60, "acquire.synthetic.rest_s", list(self.rest_s), "at most 60 s of rest")
+        _require(self.seed >= 0, "acquire.synthetic.seed", self.seed, ">= 0")
+        _require(self.signer >= 0, "acquire.synthetic.signer", self.signer, ">= 0 (signer 0 is a dataset's signer-01)")
+        _require(len(set(self.signs)) == len(self.signs), "acquire.synthetic.signs", list(self.signs), "unique sign names")
+        _require(0 <= self.fidget_probability <= 1, "acquire.synthetic.fidget_probability", self.fidget_probability,
+                 "0 to 1")
 
 
 @dataclass(frozen=True)
 class ReplaySourceConfig:
     path: str = ""
+    key: str = ""
     speed: float = 1.0
     loop: bool = False
 
     def __post_init__(self) -> None:
         _require(self.speed > 0, "acquire.replay.speed", self.speed, "> 0 (1.0 is real time)")
+        _require("/" not in self.key, "acquire.replay.key", self.key, "a recording key without '/'")
 
 
 @dataclass(frozen=True)
@@ -298,9 +310,14 @@ class AcquireConfig:
 @dataclass(frozen=True)
 class RecordConfig:
     out_dir: str = "recordings"
+    flush_interval_frames: int = 74
+    max_fill_s: float = 60.0
 
     def __post_init__(self) -> None:
         _require(bool(self.out_dir), "record.out_dir", self.out_dir, "a directory path")
+        _require(1 <= self.flush_interval_frames <= 7400, "record.flush_interval_frames", self.flush_interval_frames,
+                 "1 to 7400 frames (74 frames = 1 s)")
+        _require(self.max_fill_s >= 0, "record.max_fill_s", self.max_fill_s, ">= 0 seconds")
 
 
 @dataclass(frozen=True)
