@@ -283,3 +283,45 @@ def test_the_kernel_refuses_a_chunk_that_does_not_continue_its_chain():
     with pytest.raises(ValueError, match="expects 4"):
         bank.process(0, acc[4:], 6)  # skipping ahead would overflow the output buffer: refused
     assert bank.next_input_index(0) == 4
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        {"filters": {"notch_hz": 60.0, "notch_quality": 10.0, "emg_bandpass_hz": [10.0, 400.0]}},
+        {"filters": {"notch_hz": 0.0, "imu_lowpass_hz": 10.0, "imu_lowpass_order": 2}},
+        {"preprocess": {"emg_envelope": False, "resample_half_length": 6, "resample_kaiser_beta": 8.0}},
+        # A Trigno mode with sEMG at 2148.1 Hz (29 samples per frame) and IMU at 74.07 Hz (1).
+        {"sensors": {"emg_rate_hz": "58000/27", "imu_rate_hz": "2000/27"}},
+    ],
+)
+def test_other_configurations_equal_their_scipy_chain_and_stream_equals_batch(table):
+    config = config_from_dict(table)
+    preprocessor = Preprocessor(config)
+    emg_per_frame = preprocessor.samples_per_frame["emg"]
+    imu_per_frame = preprocessor.samples_per_frame["acc"]
+    rng = np.random.default_rng(5)
+    frames = 120
+    emg = (rng.standard_normal((emg_per_frame * frames, 6)) * 0.05).astype(np.float32)
+    acc = (rng.standard_normal((imu_per_frame * frames, 18)) + 1.0).astype(np.float32)
+    gyro = (rng.standard_normal((imu_per_frame * frames, 18)) * 10.0).astype(np.float32)
+    batch = preprocessor.process_recording(emg, acc, gyro)
+    for name, data in (("emg", emg), ("acc", acc), ("gyro", gyro)):
+        reference = scipy_chain(data, preprocessor.designs[name])[:len(batch)]
+        np.testing.assert_allclose(getattr(batch, name), reference, rtol=1e-6, atol=1e-6 * np.abs(reference).max())
+    streamed = stream_all(Preprocessor(config), (
+        Frame(k, emg_per_frame * k, imu_per_frame * k, emg[emg_per_frame * k:emg_per_frame * (k + 1)],
+              acc[imu_per_frame * k:imu_per_frame * (k + 1)], gyro[imu_per_frame * k:imu_per_frame * (k + 1)])
+        for k in range(frames)))
+    for name in ("emg", "acc", "gyro", "valid"):
+        np.testing.assert_array_equal(concatenated(streamed, name), getattr(batch, name))
+
+
+def test_a_subset_of_modalities_gives_empty_columns_for_the_others():
+    config = config_from_dict({"sensors": {"modalities": ["emg", "acc"]}})
+    emg, acc, gyro = make_recording(60)
+    batch = Preprocessor(config).process_recording(emg, acc, gyro[:0].reshape(0, 18))
+    assert batch.gyro.shape == (len(batch), 0) and batch.acc.shape == (len(batch), 18)
+    streamed = stream_all(Preprocessor(config), frames_of(emg, acc, gyro))
+    np.testing.assert_array_equal(concatenated(streamed, "acc"), batch.acc)
+    np.testing.assert_array_equal(Preprocessor(Config()).process_recording(emg, acc, gyro).acc, batch.acc)

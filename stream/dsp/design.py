@@ -72,6 +72,9 @@ def design_resampler(input_rate_hz: Fraction, output_rate_hz: Fraction, half_len
     if half_length < 1:
         raise ValueError(f"resample half_length {half_length} must be >= 1")
     max_rate = max(up, down)
+    if max_rate == 1:
+        # Same rate: nothing to anti-alias (resample_poly returns a copy). A one-tap identity FIR.
+        return ResamplerDesign(Fraction(input_rate_hz), Fraction(output_rate_hz), 1, 1, 0, np.ones(1))
     half_len = half_length * max_rate
     taps = signal.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", float(kaiser_beta)))
     coefficients = np.ascontiguousarray(taps * up, dtype=np.float64)
