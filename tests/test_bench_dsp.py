@@ -68,3 +68,36 @@ def test_sos_filter_scipy(benchmark, recording):
     sos = Preprocessor(CONFIG).designs["emg"].sos
     zi = steady_state(sos, emg[0])
     benchmark(lambda: signal.sosfilt(sos, emg, axis=0, zi=zi))
+
+
+def test_bench_figures_are_measured_side_by_side():
+    from stream.dsp import bench
+
+    frames = bench.time_frames(seconds=3.0)
+    batch = bench.time_batch(seconds=3.0)
+    assert set(frames) == {"dsp_frame_us", "dsp_frame_scipy_us", "dsp_frame_speedup_vs_scipy"}
+    assert set(batch) == {"dsp_batch_60s_ms", "dsp_batch_60s_scipy_ms", "dsp_batch_speedup_vs_scipy"}
+    assert frames["dsp_frame_us"] > 0 and batch["dsp_batch_speedup_vs_scipy"] > 0
+
+
+def test_bench_entry_point_refuses_an_unknown_module(capsys):
+    from stream.bench import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(["--only", "no-such-part"])
+    assert raised.value.code == 2
+    assert "matches none of" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_entry_point_prints_one_json_object():
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "stream.bench", "--only", "dsp"], capture_output=True, text=True,
+                            check=True, timeout=600)
+    figures = json.loads(result.stdout)
+    for key in ("dsp_frame_speedup_vs_scipy", "dsp_batch_speedup_vs_scipy", "dsp_frame_us", "numba_warm_start_s",
+                "numba_cold_start_s"):
+        assert figures[key] > 0

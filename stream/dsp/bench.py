@@ -120,10 +120,8 @@ def time_frames(seconds: float = 20.0) -> dict:
     ours, reference = Preprocessor(config), ScipyFrameChain(Preprocessor(config), frames[0])
     our_blocks = [ours.process_frame(frame) for frame in frames[:200]]  # compiles / warms up
     their_blocks = [reference.process_frame(frame) for frame in frames[:200]]
-    _check_same([np.concatenate([b.emg for b in our_blocks if b is not None]),
-                 np.concatenate([b.acc for b in our_blocks if b is not None])],
-                [np.concatenate([b[0] for b in their_blocks]), np.concatenate([b[1] for b in their_blocks])],
-                "per-frame")
+    _check_same([np.concatenate([getattr(b, name) for b in our_blocks if b is not None]) for name in ("emg", "acc", "gyro")],
+                [np.concatenate([b[column] for b in their_blocks]) for column in range(3)], "per-frame")
     ours_us, theirs_us = [], []
     for _ in range(ROUNDS):  # alternating, so both see the same machine load
         ours_chain = Preprocessor(config)
