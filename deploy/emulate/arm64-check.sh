@@ -20,7 +20,9 @@
 # Environment: ROOTFS (default /work/arm64-root), WHEELS (/work/arm64-wheels), LOG_DIR
 # (/work/arm64-logs), MIRROR (http://deb.debian.org/debian), HOST_PYTHON (the checkout's .venv
 # python, used to download wheels and write the recording), MODEL_DIR (models/student),
-# REPLAY_S (replay duration, default 60), NICE (default 19: share the host politely).
+# REPLAY_S (replay duration, default 60), NICE (default 19: share the host politely), UNTIL (stop
+# after this stage number, e.g. UNTIL=6 to install and verify only), SKIP (stage numbers to skip,
+# e.g. SKIP="3 5 6" to reuse the wheels and the install already in ROOTFS).
 set -euo pipefail
 
 CHECKOUT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -32,10 +34,16 @@ HOST_PYTHON="${HOST_PYTHON:-$CHECKOUT/.venv/bin/python}"
 MODEL_DIR="${MODEL_DIR:-$CHECKOUT/models/student}"
 REPLAY_S="${REPLAY_S:-60}"
 NICE="${NICE:-19}"
-SRC_IN_ROOT=/root/signstream-src
+UNTIL="${UNTIL:-9}"
+SKIP=" ${SKIP:-} "
+SRC_IN_ROOT=/usr/local/src/signstream   # readable by the service user, unlike /root
 RUN="nice -n $NICE"
 
-stage() { echo; echo "== $(date -u +%H:%M:%S) $*"; }
+stage() {
+    if [ "${1%%.*}" -gt "$UNTIL" ]; then echo; echo "== stopping before stage $1 (UNTIL=$UNTIL)"; exit 0; fi
+    case "$SKIP" in *" ${1%%.*} "*) echo; echo "== skipping stage $1 (SKIP)"; return 1 ;; esac
+    echo; echo "== $(date -u +%H:%M:%S) $*"
+}
 die() { echo "arm64-check: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (debootstrap, chroot and mounts need it)"
 case "$ROOTFS" in "$CHECKOUT"/*) die "keep ROOTFS outside the checkout" ;; esac
@@ -86,18 +94,22 @@ for mount_point in proc sys dev; do
 done
 in_root() { $RUN chroot "$ROOTFS" "$@"; }
 
-stage "3. arm64 wheels for the runtime (downloaded on the host)"
-mapfile -t REQUIREMENTS < <("$HOST_PYTHON" -c '
-import tomllib, sys
+if stage "3. arm64 wheels for the runtime (downloaded on the host)"; then
+    mapfile -t REQUIREMENTS < <("$HOST_PYTHON" -c 'import sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))
-for line in project["project"]["dependencies"] + project["build-system"]["requires"]:
-    print(line)' "$CHECKOUT/pyproject.toml")
-"$HOST_PYTHON" -m pip download -q --disable-pip-version-check --only-binary=:all: \
-    --platform manylinux_2_36_aarch64 --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
-    -d "$WHEELS" "${REQUIREMENTS[@]}"
-ls "$WHEELS" | sed 's/^/  /'
-if ls "$WHEELS" | grep -qi '^tensorflow'; then die "a TensorFlow wheel was pulled in by the runtime requirements"; fi
-rm -rf "$ROOTFS/root/wheels" && cp -r "$WHEELS" "$ROOTFS/root/wheels"
+print("\n".join(project["project"]["dependencies"] + project["build-system"]["requires"]))' \
+        "$CHECKOUT/pyproject.toml")
+    # pip does not widen --platform to older compatible tags: list every manylinux glibc <= 2.36
+    # (bookworm's glibc).
+    PLATFORMS=(--platform manylinux2014_aarch64)
+    for glibc_minor in 17 24 26 27 28 29 31 34 35 36; do PLATFORMS+=(--platform "manylinux_2_${glibc_minor}_aarch64"); done
+    "$HOST_PYTHON" -m pip download -q --disable-pip-version-check --only-binary=:all: \
+        "${PLATFORMS[@]}" --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+        -d "$WHEELS" "${REQUIREMENTS[@]}"
+    ls "$WHEELS" | sed 's/^/  /'
+    if ls "$WHEELS" | grep -qi '^tensorflow'; then die "a TensorFlow wheel was pulled in by the runtime requirements"; fi
+    rm -rf "$ROOTFS/root/wheels" && cp -r "$WHEELS" "$ROOTFS/root/wheels"
+fi
 
 stage "4. the checkout and the model into the root"
 rm -rf "$ROOTFS$SRC_IN_ROOT" && mkdir -p "$ROOTFS$SRC_IN_ROOT"
@@ -106,23 +118,25 @@ rm -rf "$ROOTFS$SRC_IN_ROOT" && mkdir -p "$ROOTFS$SRC_IN_ROOT"
 rm -rf "$ROOTFS/root/model" && cp -r "$MODEL_DIR" "$ROOTFS/root/model"
 echo "model: $(ls "$ROOTFS/root/model" | tr '\n' ' ')"
 
-stage "5. deploy/install.sh inside the root (emulated)"
-INSTALL=("$SRC_IN_ROOT/deploy/install.sh" --model-dir /root/model
-         --pip-option=--no-index --pip-option=--find-links=/root/wheels)
-start=$(date +%s.%N)
-in_root "${INSTALL[@]}" 2>&1 | tee "$LOG_DIR/install-1.log" | tail -25
-FIRST_INSTALL_S=$(echo "$(date +%s.%N) - $start" | bc)
-start=$(date +%s.%N)
-in_root "${INSTALL[@]}" 2>&1 | tee "$LOG_DIR/install-2.log"
-SECOND_INSTALL_S=$(echo "$(date +%s.%N) - $start" | bc)
-grep -q "nothing to change" "$LOG_DIR/install-2.log" || die "the second install changed something (log: $LOG_DIR/install-2.log)"
-printf 'install: first %.0f s, second %.0f s (no changes)\n' "$FIRST_INSTALL_S" "$SECOND_INSTALL_S"
-in_root /opt/signstream/venv/bin/python -c 'import importlib.util as u; print("tensorflow in venv:", u.find_spec("tensorflow") is not None)'
-echo "enabled: $(in_root systemctl is-enabled signstream.target signstream-acquire.service signstream-infer.service signstream-sink.service | tr '\n' ' ')"
+if stage "5. deploy/install.sh inside the root (emulated)"; then
+    INSTALL=("$SRC_IN_ROOT/deploy/install.sh" --model-dir /root/model
+             --pip-option=--no-index --pip-option=--find-links=/root/wheels)
+    start=$(date +%s.%N)
+    in_root "${INSTALL[@]}" 2>&1 | tee "$LOG_DIR/install-1.log" | tail -25
+    FIRST_INSTALL_S=$(awk "BEGIN {print $(date +%s.%N) - $start}")
+    start=$(date +%s.%N)
+    in_root "${INSTALL[@]}" 2>&1 | tee "$LOG_DIR/install-2.log"
+    SECOND_INSTALL_S=$(awk "BEGIN {print $(date +%s.%N) - $start}")
+    grep -q "nothing to change" "$LOG_DIR/install-2.log" || die "the second install changed something (log: $LOG_DIR/install-2.log)"
+    printf 'install: first %.0f s, second %.0f s (no changes)\n' "$FIRST_INSTALL_S" "$SECOND_INSTALL_S"
+    in_root /opt/signstream/venv/bin/python -c 'import importlib.util as u; print("tensorflow in venv:", u.find_spec("tensorflow") is not None)'
+    echo "enabled: $(in_root systemctl is-enabled signstream.target signstream-acquire.service signstream-infer.service signstream-sink.service | tr '\n' ' ')"
+fi
 
-stage "6. systemd-analyze verify (arm64 systemd 252 in the root)"
-in_root systemd-analyze verify --man=no /etc/systemd/system/signstream.target \
-    /etc/systemd/system/signstream-{acquire,infer,sink}.service && echo "units verify: OK"
+if stage "6. systemd-analyze verify (arm64 systemd 252 in the root)"; then
+    in_root systemd-analyze verify --man=no /etc/systemd/system/signstream.target \
+        /etc/systemd/system/signstream-{acquire,infer,sink}.service && echo "units verify: OK"
+fi
 
 SIGNSTREAM_UID=$(awk -F: '$1 == "signstream" {print $3}' "$ROOTFS/etc/passwd")
 SIGNSTREAM_GID=$(awk -F: '$1 == "signstream" {print $4}' "$ROOTFS/etc/passwd")
@@ -136,9 +150,9 @@ as_service() {
 stage "7. numba compile time and inference latency (EMULATED)"
 rm -rf "$ROOTFS/var/cache/signstream/numba/"*
 as_service /opt/signstream/venv/bin/python "$SRC_IN_ROOT/deploy/emulate/measure.py" \
-    --config /etc/signstream/signstream.toml --label "cold numba cache" | tee "$LOG_DIR/measure-cold.json"
+    --config /etc/signstream/signstream.toml --label "cold numba cache" | tee "$LOG_DIR/measure-cold.json" || echo "measure failed (above)"
 as_service /opt/signstream/venv/bin/python "$SRC_IN_ROOT/deploy/emulate/measure.py" \
-    --config /etc/signstream/signstream.toml --label "warm numba cache" | tee "$LOG_DIR/measure-warm.json"
+    --config /etc/signstream/signstream.toml --label "warm numba cache" | tee "$LOG_DIR/measure-warm.json" || echo "measure failed (above)"
 
 stage "8. replay through the daemons (as user signstream, EMULATED)"
 "$HOST_PYTHON" "$CHECKOUT/deploy/emulate/make_replay.py" --seconds "$REPLAY_S" \
