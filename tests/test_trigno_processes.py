@@ -25,9 +25,10 @@ pytestmark = pytest.mark.timeout(90)
 EMULATOR_SCRIPT = Path(sys.executable).parent / "stream-trigno-emulator"
 
 
-def start_emulator(processes, config: Path, ports: str = "0,0,0,0,0", *options: str):
+def start_emulator(processes, config: Path, ports: str = "0,0,0,0,0", *options: str, source: str | None = "test"):
     command = ([str(EMULATOR_SCRIPT)] if EMULATOR_SCRIPT.exists() else [sys.executable, "-m", "stream.trigno.emulator"])
-    process = processes.start([*command, "--config", str(config), "--source", "test", "--ports", ports, *options])
+    source_options = ["--source", source] if source else []  # None: the default source
+    process = processes.start([*command, "--config", str(config), *source_options, "--ports", ports, *options])
     ready, _, _ = select.select([process.stdout], [], [], 20)
     assert ready, "the emulator did not report its ports within 20 s"
     line = process.stdout.readline().decode()
@@ -54,6 +55,25 @@ def test_emulator_process_serves_a_client_and_stops_on_sigterm(processes, tmp_pa
         source.close()
     assert [frame.emg_first_index for frame in frames] == [15 * index for index in range(10)]
     assert all(np.isfinite(frame.gyro).all() for frame in frames)
+    assert stop_and_time(emulator) < 3.0 and emulator.returncode == 0
+
+
+def test_emulator_streams_the_synthetic_signer_by_default(processes, tmp_path):
+    config_path, _ = write_config(tmp_path)
+    emulator, ports = start_emulator(processes, config_path, source=None)
+    config = load_config(config_path)
+    trigno = dataclasses.replace(config.acquire.trigno, command_port=ports["command"], emg_port=ports["emg"],
+                                 aux_port=ports["aux"], timeout_s=2.0, max_reconnect_attempts=2)
+    source = TrignoSource(dataclasses.replace(config, acquire=dataclasses.replace(config.acquire, trigno=trigno)))
+    try:
+        frames = [next(source) for _ in range(40)]
+    finally:
+        source.close()
+    emg = np.concatenate([frame.emg for frame in frames])
+    acc = np.concatenate([frame.acc for frame in frames])
+    assert np.isfinite(emg).all() and 0 < np.sqrt(np.mean(emg ** 2)) < 1.0  # mV, not volts
+    gravity = np.linalg.norm(acc.reshape(-1, 3), axis=1)
+    assert 0.5 < np.median(gravity) < 1.5  # g
     assert stop_and_time(emulator) < 3.0 and emulator.returncode == 0
 
 
