@@ -3,6 +3,7 @@ ports. Every wait has a deadline; every server is stopped in a finally."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 
@@ -257,7 +258,7 @@ def test_a_base_set_up_unlike_the_config_is_a_clear_setup_error_not_a_retry(prob
 def test_the_emulator_streams_a_recording_file(tmp_path):
     from stream.rates import EMG_RATE_HZ, IMU_RATE_HZ
     from stream.recording import Recording, write_recording
-    from stream.trigno.frame_sources import recording_frames
+    from stream.trigno.frame_sources import open_frame_source
 
     originals = [frame for _, frame in zip(range(12), deterministic_frames(6, seed=9))]
     recording = Recording(
@@ -267,8 +268,11 @@ def test_the_emulator_streams_a_recording_file(tmp_path):
     )
     path = write_recording(tmp_path / "recording.h5", recording)
     with running_emulator(speed=2.0) as emulator:
-        emulator._frames = recording_frames(str(path), loop=True)
-        source = TrignoSource(config_for(emulator))
+        config = config_for(emulator)
+        replay = dataclasses.replace(config.acquire.replay, path=str(path), loop=True)
+        config = dataclasses.replace(config, acquire=dataclasses.replace(config.acquire, replay=replay))
+        emulator._frames = open_frame_source("replay", config)
+        source = TrignoSource(config)
         try:
             received = [next(source) for _ in range(30)]
         finally:

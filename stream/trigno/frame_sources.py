@@ -1,4 +1,4 @@
-"""What the emulator streams: the synthetic signer, a recording, or a deterministic test signal.
+"""What the emulator streams: the synthetic signer, a recording (replay), or a deterministic test signal.
 
 The emulator keeps time itself (one frame per 13.5 ms tick), so every source here is unpaced: an
 iterator of ``Frame`` that returns the next frame at once.
@@ -30,28 +30,6 @@ def deterministic_frames(sensor_count: int, seed: int = 0) -> Iterator[Frame]:
         yield Frame(sequence, sequence * EMG_SAMPLES_PER_FRAME, sequence * IMU_SAMPLES_PER_FRAME, emg, acc, gyro)
 
 
-def recording_frames(path: str, loop: bool = False) -> Iterator[Frame]:
-    """Frames cut from a recording file (whole frames only), optionally looped."""
-    from stream.recording import read_recording
-
-    recording = read_recording(path)
-    frame_count = min(recording.emg.shape[0] // EMG_SAMPLES_PER_FRAME, recording.acc.shape[0] // IMU_SAMPLES_PER_FRAME)
-    if frame_count == 0:
-        raise ValueError(f"{path}: shorter than one 13.5 ms frame")
-    sequence = 0
-    while True:
-        for index in range(frame_count):
-            emg = recording.emg[index * EMG_SAMPLES_PER_FRAME:(index + 1) * EMG_SAMPLES_PER_FRAME]
-            acc = recording.acc[index * IMU_SAMPLES_PER_FRAME:(index + 1) * IMU_SAMPLES_PER_FRAME]
-            gyro = recording.gyro[index * IMU_SAMPLES_PER_FRAME:(index + 1) * IMU_SAMPLES_PER_FRAME]
-            yield Frame(sequence, sequence * EMG_SAMPLES_PER_FRAME, sequence * IMU_SAMPLES_PER_FRAME,
-                        np.ascontiguousarray(emg, np.float32), np.ascontiguousarray(acc, np.float32),
-                        np.ascontiguousarray(gyro, np.float32))
-            sequence += 1
-        if not loop:
-            return
-
-
 def synthetic_frames(config) -> Iterator[Frame]:
     """The synthetic signer (Data helper's ``SyntheticSource``), unpaced."""
     from stream.sources.synthetic import SyntheticSource
@@ -59,13 +37,18 @@ def synthetic_frames(config) -> Iterator[Frame]:
     return iter(SyntheticSource(config, realtime=False))
 
 
+def replay_frames(config) -> Iterator[Frame]:
+    """``[acquire.replay]`` path (key, loop) through the Data helper's ``ReplaySource``, unpaced."""
+    from stream.sources.replay import ReplaySource
+
+    return iter(ReplaySource(config, realtime=False))
+
+
 def open_frame_source(name: str, config, seed: int = 0) -> Iterator[Frame]:
     if name == "synthetic":
         return synthetic_frames(config)
     if name == "replay":
-        if not config.acquire.replay.path:
-            raise ValueError("--source replay needs [acquire.replay] path = a recording file")
-        return recording_frames(str(config.resolve_path(config.acquire.replay.path)), loop=config.acquire.replay.loop)
+        return replay_frames(config)
     if name == "test":
         return deterministic_frames(len(config.sensors.names), seed)
     raise ValueError(f"unknown source {name!r}; expected one of {', '.join(SOURCE_NAMES)}")
