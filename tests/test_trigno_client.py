@@ -299,3 +299,21 @@ def test_close_from_another_thread_ends_a_blocked_iteration():
             closer.cancel()
             source.close()
     assert time.monotonic() - started < 5.0
+
+
+def test_the_emulator_honours_endian_big():
+    expected = expected_rows(6, (1, 2, 3, 4, 5, 6), legacy_aux=False)
+    with running_emulator(speed=2.0) as emulator:
+        session = CommandSession("127.0.0.1", emulator.ports.command, timeout_s=2.0)
+        data = socket.create_connection(("127.0.0.1", emulator.ports.emg), timeout=2.0)
+        try:
+            assert session.query("ENDIAN BIG") == "OK" and session.query("ENDIANNESS?") == "BIG"
+            assert session.query("START") == "OK"
+            payload = b""
+            while len(payload) < 15 * 16 * 4:
+                payload += data.recv(15 * 16 * 4 - len(payload))
+        finally:
+            data.close()
+            session.close()
+    rows = np.frombuffer(payload, dtype=">f4").reshape(15, 16).astype(np.float32)
+    locate(rows, expected)  # big-endian floats that decode to one of the emulator's frames exactly
