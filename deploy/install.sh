@@ -23,7 +23,8 @@ usage: install.sh [options]
   --root DIR          install under DIR instead of / (no user, no chown, no systemctl)
   --prefix DIR        software location (default /opt/signstream)
   --package SPEC      a source directory or a built wheel (default: this checkout)
-  --model-dir DIR     model to install: model_card.json + its files (default: CHECKOUT/models/student)
+  --model-dir DIR     model to install: model_card.json + its files (default: models/student of
+                      the --package source directory, or of this checkout)
   --python PYTHON     interpreter for the venv (default python3; must be >= 3.11)
   --pip-option OPT    passed to every pip install (repeatable), e.g. --pip-option=--no-index
   --no-systemd        do not install or touch systemd units (run the daemons by hand)
@@ -40,7 +41,7 @@ CHECKOUT="$(cd "$SCRIPT_DIR/.." && pwd)"
 ROOT=/
 PREFIX=/opt/signstream
 PACKAGE="$CHECKOUT"
-MODEL_DIR="$CHECKOUT/models/student"
+MODEL_DIR=""
 PYTHON=python3
 PIP_OPTIONS=()
 SYSTEMD=1
@@ -68,6 +69,9 @@ while [ $# -gt 0 ]; do
 done
 
 case "$PREFIX" in /*) ;; *) die "--prefix must be absolute, got '$PREFIX'" ;; esac
+if [ -z "$MODEL_DIR" ]; then                # the model that comes with the source being installed
+    if [ -d "$PACKAGE" ]; then MODEL_DIR="$PACKAGE/models/student"; else MODEL_DIR="$CHECKOUT/models/student"; fi
+fi
 mkdir -p "$ROOT"
 ROOT="$(cd "$ROOT" && pwd)"
 if [ "$ROOT" = / ]; then ROOT=""; fi      # paths below are "$ROOT/etc/...": no double slash
@@ -126,8 +130,13 @@ case "$PACKAGE" in
     *.whl) [ -f "$PACKAGE" ] || die "no wheel at $PACKAGE"; WHEEL="$PACKAGE" ;;
     *)  [ -f "$PACKAGE/pyproject.toml" ] || die "$PACKAGE is neither a wheel nor a source directory"
         # Build a wheel first: the venv gets a plain (non-editable) copy, and its RECORD tells
-        # whether anything changed since the last install.
-        "${PIP[@]}" wheel --no-deps ${PIP_OPTIONS[@]+"${PIP_OPTIONS[@]}"} -w "$WORK" "$PACKAGE" >/dev/null
+        # whether anything changed since the last install. Built from a copy, so that sudo leaves
+        # no root-owned build/ in the user's checkout, and a workstation's .venv is not copied.
+        mkdir "$WORK/source"
+        tar -C "$PACKAGE" --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist \
+            --exclude='*.egg-info' --exclude=__pycache__ --exclude=./runs --exclude=./data \
+            --exclude=./tmp -cf - . | tar -C "$WORK/source" -xf -
+        "${PIP[@]}" wheel --no-deps ${PIP_OPTIONS[@]+"${PIP_OPTIONS[@]}"} -w "$WORK" "$WORK/source" >/dev/null
         WHEEL="$(ls "$WORK"/signstream-*.whl)" ;;
 esac
 HELPERS=("$VENV/bin/python" "$SCRIPT_DIR/install_helpers.py")
