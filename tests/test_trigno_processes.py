@@ -58,6 +58,26 @@ def test_emulator_process_serves_a_client_and_stops_on_sigterm(processes, tmp_pa
     assert stop_and_time(emulator) < 3.0 and emulator.returncode == 0
 
 
+def test_sigusr1_drops_the_links_and_the_client_reports_the_gap(processes, tmp_path):
+    config_path, _ = write_config(tmp_path)
+    emulator, ports = start_emulator(processes, config_path)
+    config = load_config(config_path)
+    trigno = dataclasses.replace(config.acquire.trigno, command_port=ports["command"], emg_port=ports["emg"],
+                                 aux_port=ports["aux"], timeout_s=1.0, reconnect_backoff_s=(0.05, 0.2),
+                                 max_reconnect_attempts=5)
+    source = TrignoSource(dataclasses.replace(config, acquire=dataclasses.replace(config.acquire, trigno=trigno)))
+    try:
+        before = [next(source) for _ in range(10)]
+        emulator.send_signal(signal.SIGUSR1)
+        after = [next(source) for _ in range(10)]
+    finally:
+        source.close()
+    assert len(source.gaps) == 1 and source.gaps[0].emg_start == before[-1].emg_first_index + 15
+    assert after[0].emg_first_index == source.gaps[0].emg_end > before[-1].emg_first_index + 15
+    assert emulator.poll() is None  # the emulator keeps serving
+    assert stop_and_time(emulator) < 3.0 and emulator.returncode == 0
+
+
 def test_emulator_streams_the_synthetic_signer_by_default(processes, tmp_path):
     config_path, _ = write_config(tmp_path)
     emulator, ports = start_emulator(processes, config_path, source=None)

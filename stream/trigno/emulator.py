@@ -7,7 +7,8 @@ empty slots as zeros. The frame source advances on every tick whether or not any
 as a base station's clock does, so a client that reconnects has really lost the frames in between.
 
 For tests: ``fragment=True`` splits every write into random pieces (down to one byte), and
-``drop_connections()`` closes every client connection at once, as a crashed link would.
+``drop_connections()`` (SIGUSR1 to the process) closes every client connection at once, as a
+crashed link would.
 One thread serves everything (selectors), so the emulator never races with itself.
 """
 
@@ -309,6 +310,8 @@ def main(argv=None) -> int:
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
+    # SIGUSR1 drops every client connection, as a lost link would (the handler only sets a flag).
+    signal.signal(signal.SIGUSR1, lambda *_: emulator.drop_connections())
     print(json.dumps({"listening": emulator.ports.__dict__, "host": emulator.host, "source": arguments.source}),
           flush=True)
     try:
