@@ -98,7 +98,11 @@ class CommandSession:
             self._socket = socket.create_connection((host, port), timeout=timeout_s)
         except OSError as error:
             raise TrignoConnectionError(f"cannot connect to the Trigno command port {host}:{port}: {error}") from None
-        self.protocol_version = parse_banner(self._receive("the banner"))
+        try:
+            self.protocol_version = parse_banner(self._receive("the banner"))
+        except BaseException:
+            self.close()
+            raise
 
     def query(self, command: str) -> str:
         try:
@@ -269,28 +273,29 @@ class FrameReader:
     def read_frame(self) -> tuple[np.ndarray, np.ndarray]:
         deadline = time.monotonic() + self._timeout_s
         while True:
-            waiting = [sock for sock, filled, buffer in zip(self._sockets, self._filled, self._buffers) if filled < len(buffer)]
-            if not waiting:
-                break
-            for sock in waiting:
-                self._fill(sock)
-            waiting = [sock for sock, filled, buffer in zip(self._sockets, self._filled, self._buffers) if filled < len(buffer)]
+            for index in self._incomplete():
+                self._fill(index)
+            waiting = self._incomplete()
             if not waiting:
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                ports = ", ".join(str(self._ports[self._sockets.index(sock)]) for sock in waiting)
+                ports = ", ".join(str(self._ports[index]) for index in waiting)
                 raise TrignoConnectionError(f"no complete frame within {self._timeout_s} s on data port(s) {ports}")
             try:
-                select.select(waiting, [], [], remaining)
+                select.select([self._sockets[index] for index in waiting], [], [], remaining)
             except (OSError, ValueError) as error:  # closed under us (close() from another thread)
                 raise TrignoConnectionError(f"data port closed while waiting: {error}") from None
         rows = tuple(np.frombuffer(buffer, dtype="<f4").reshape(shape).copy() for buffer, shape in zip(self._buffers, self._shapes))
         self._filled = [0, 0]
         return rows
 
-    def _fill(self, sock: socket.socket) -> None:
-        index = 0 if sock is self._sockets[0] else 1
+    def _incomplete(self) -> list[int]:
+        return [index for index in (0, 1) if self._filled[index] < len(self._buffers[index])]
+
+    def _fill(self, index: int) -> None:
+        """Take what the kernel has for port ``index``, up to the end of this frame (the rest stays queued)."""
+        sock = self._sockets[index]
         while self._filled[index] < len(self._buffers[index]):
             try:
                 count = sock.recv_into(self._views[index][self._filled[index]:])
