@@ -199,13 +199,6 @@ def test_installed_layout_and_config(staged):
     assert not any(venv.glob("lib/python*/site-packages/tensorflow"))
 
 
-def test_no_systemd_mode_installs_no_units(tmp_path, wheel, model_dir):
-    result = run_install(tmp_path, wheel, model_dir, "--no-systemd")
-    assert result.returncode == 0, result.stderr
-    assert not (tmp_path / "etc/systemd").exists()
-    assert (tmp_path / CONFIG_PATH.lstrip("/")).is_file()
-
-
 def test_model_update_switches_the_link_keeps_the_config_and_refuses_bad_models(tmp_path, wheel,
                                                                                model_dir):
     root = tmp_path / "root"
@@ -233,8 +226,12 @@ def test_model_update_switches_the_link_keeps_the_config_and_refuses_bad_models(
     assert "kept your" in updated.stdout
 
 
-def test_install_refuses_a_runtime_with_tensorflow(tmp_path, wheel, model_dir):
-    assert run_install(tmp_path, wheel, model_dir, "--no-systemd").returncode == 0
+def test_no_systemd_mode_installs_no_units_and_tensorflow_is_refused(tmp_path, wheel, model_dir):
+    result = run_install(tmp_path, wheel, model_dir, "--no-systemd")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "etc/systemd").exists()
+    assert (tmp_path / CONFIG_PATH.lstrip("/")).is_file()
+    # The runtime must never carry TensorFlow: a venv that has it is refused.
     (site_packages,) = (tmp_path / PREFIX.lstrip("/") / "venv").glob("lib/python*/site-packages")
     (site_packages / "tensorflow").mkdir()
     (site_packages / "tensorflow" / "__init__.py").write_text("")
