@@ -68,8 +68,8 @@ def plan_sign(sign_index: int, onset_s: float, signer: SignerProfile, rng: np.ra
     sign = VOCABULARY[sign_index]
     duration = sign.duration_s * signer.tempo * rng.lognormal(0.0, 0.11 * variability)
     duration = float(np.clip(duration, MIN_SIGN_S + 0.05, MAX_SIGN_S - 0.05))
-    ramp_in = min(float(rng.uniform(0.22, 0.32)) * signer.tempo, 0.3 * duration)
-    ramp_out = min(float(rng.uniform(0.22, 0.32)) * signer.tempo, 0.3 * duration)
+    ramp_in = min(float(rng.uniform(0.26, 0.36)) * signer.tempo, 0.32 * duration)
+    ramp_out = min(float(rng.uniform(0.26, 0.36)) * signer.tempo, 0.32 * duration)
     posture = (np.array(sign.posture_deg) + signer.location_offset_deg[sign_index]
                + rng.normal(0.0, 4.8 * variability, JOINT_COUNT))
     activation = (np.array(sign.activation) * signer.style_activation[sign_index]
@@ -87,8 +87,8 @@ def plan_fidget(onset_s: float, rng: np.random.Generator) -> PostureEvent:
     """A small restless movement: a few degrees on one or two joints, weak activation."""
     offset = np.zeros(JOINT_COUNT)
     joints = rng.choice(JOINT_COUNT, size=int(rng.integers(1, 3)), replace=False)
-    offset[joints] = rng.uniform(3.0, 9.0, joints.size) * rng.choice([-1, 1], joints.size)
-    duration = float(rng.uniform(0.4, 1.2))
+    offset[joints] = rng.uniform(2.0, 6.0, joints.size) * rng.choice([-1, 1], joints.size)
+    duration = float(rng.uniform(0.8, 1.8))
     return PostureEvent(onset_s, duration, duration * 0.45, offset, rng.uniform(0.0, 0.04, 6))
 
 
@@ -102,8 +102,8 @@ def _movement(sign_index: int, progress: np.ndarray, event: SignEvent) -> tuple[
         return offset, extra
     warped = progress + event.warp * np.sin(np.pi * progress) / np.pi
     eased = minimum_jerk(warped)  # for one-way paths: smooth start and stop
-    # Periodic paths run at a steady rate and fade in/out over the first and last 15% of the core.
-    taper = minimum_jerk(warped / 0.15) * minimum_jerk((1.0 - warped) / 0.15)
+    # Periodic paths run at a steady rate and fade in/out over the first and last quarter of the core.
+    taper = minimum_jerk(warped / 0.25) * minimum_jerk((1.0 - warped) / 0.25)
     phase = 2 * np.pi * movement.cycles * warped
     amplitude = movement.amplitude_deg * event.movement_scale
     direction = movement.direction
@@ -184,7 +184,8 @@ def upper_arm_activation(posture_deg: np.ndarray, horizontal: np.ndarray, rest_d
                          rate_hz: float) -> np.ndarray:
     """Biceps and triceps activation (T, 2): holding the raised forearm against gravity, accelerating
     the elbow, and co-contraction. At rest the forearm is supported (on the lap): no load."""
-    raised = np.clip(np.max(np.abs(posture_deg - rest_deg), axis=1) / 15.0, 0.0, 1.0)
+    # Excursions of a few degrees (fidgets) hardly load the arm; carrying the hand to a sign does.
+    raised = np.clip((np.max(np.abs(posture_deg - rest_deg), axis=1) - 5.0) / 15.0, 0.0, 1.0)
     elbow_acceleration = np.gradient(np.gradient(posture_deg[:, 3], 1.0 / rate_hz), 1.0 / rate_hz)
     biceps = raised * (0.03 + 0.14 * horizontal) + 0.08 * np.maximum(elbow_acceleration, 0) / 2000.0
     triceps = raised * 0.03 + 0.10 * np.maximum(-elbow_acceleration, 0) / 2000.0 + 0.25 * biceps

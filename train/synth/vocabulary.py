@@ -35,7 +35,7 @@ LOCATIONS = {
     "neutral": (28.0, 12.0, 20.0, 98.0, 30.0),   # in front of the body, waist/chest height
     "chest": (30.0, 16.0, 50.0, 115.0, 10.0),    # hand on/near the chest
     "chin": (38.0, 20.0, 38.0, 128.0, 60.0),     # hand near mouth/chin
-    "forehead": (55.0, 28.0, 30.0, 125.0, 75.0),
+    "forehead": (52.0, 26.0, 30.0, 122.0, 60.0),
     "side": (40.0, 35.0, 5.0, 80.0, -5.0),       # out to the side
     "forward": (40.0, 8.0, 12.0, 60.0, 20.0),    # arm reaching forward
 }
@@ -102,17 +102,17 @@ _DYNAMIC = [
     ("hello", "forehead", "flat", "wave", 10.8, 1.5, 1), ("thank_you", "chin", "flat", "push", 16.8, 1.0, 1),
     ("yes", "neutral", "fist", "nod", 8.4, 2.0, 1), ("no", "neutral", "point", "wave", 8.4, 2.0, 1),
     ("help", "neutral", "flat", "push", 14.4, 1.0, -1), ("come", "forward", "point", "tap", 13.2, 2.0, -1),
-    ("go", "neutral", "point", "push", 18.0, 1.0, 1), ("what", "neutral", "spread", "twist", 21.0, 1.5, 1),
-    ("where", "neutral", "point", "arc", 15.0, 1.0, 1), ("when", "neutral", "point", "circle", 8.4, 1.0, 1),
-    ("why", "forehead", "spread", "twist", 18.0, 1.0, -1), ("how", "neutral", "fist", "twist", 24.0, 1.0, 1),
+    ("go", "neutral", "point", "push", 18.0, 1.0, 1), ("what", "neutral", "spread", "twist", 15.8, 1.5, 1),
+    ("where", "neutral", "point", "arc", 15.0, 1.0, 1), ("when", "neutral", "point", "circle", 6.3, 1.0, 1),
+    ("why", "forehead", "spread", "twist", 13.5, 1.0, -1), ("how", "neutral", "fist", "twist", 18.0, 1.0, 1),
     ("today", "neutral", "flat", "tap", 8.4, 2.0, 1), ("tomorrow", "chin", "point", "arc", 18.0, 1.0, 1),
     ("yesterday", "chin", "point", "arc", 18.0, 1.0, -1), ("morning", "neutral", "flat", "arc", 21.0, 1.0, 1),
     ("night", "neutral", "flat", "arc", 21.0, 1.0, -1), ("time", "neutral", "point", "tap", 7.2, 2.0, 1),
-    ("work", "neutral", "fist", "tap", 9.6, 3.0, 1), ("happy", "chest", "flat", "circle", 9.6, 1.5, 1),
+    ("work", "neutral", "fist", "tap", 9.6, 3.0, 1), ("happy", "chest", "flat", "circle", 7.2, 1.5, 1),
     ("sad", "chin", "spread", "nod", 12.0, 1.0, -1), ("eat", "chin", "pinch_o", "tap", 7.2, 3.0, 1),
     ("food", "chin", "pinch_o", "tap", 7.2, 2.0, 1), ("school", "neutral", "flat", "tap", 8.4, 3.0, 1),
-    ("family", "neutral", "spread", "circle", 13.2, 1.0, -1), ("brother", "forehead", "point", "push", 13.2, 1.0, 1),
-    ("sister", "chin", "point", "push", 13.2, 1.0, 1), ("beautiful", "chin", "spread", "circle", 10.8, 1.0, 1),
+    ("family", "neutral", "spread", "circle", 9.9, 1.0, -1), ("brother", "forehead", "point", "push", 13.2, 1.0, 1),
+    ("sister", "chin", "point", "push", 13.2, 1.0, 1), ("beautiful", "chin", "spread", "circle", 8.1, 1.0, 1),
 ]
 
 
@@ -135,13 +135,13 @@ def build_vocabulary() -> tuple[Sign, ...]:
         if handshape.endswith("~"):
             activation = _nudge(activation, rng)
         posture = np.array(LOCATIONS[location]) + np.array([0, 0, 0, 0, pronation]) + rng.normal(0, 2.0, 5)
-        duration = float(rng.uniform(0.85, 1.15))
+        duration = float(rng.uniform(1.0, 1.3))
         signs.append(Sign(name, "static", base, tuple(np.round(activation, 3)), location,
                           tuple(np.round(posture, 1)), Movement("hold"), duration))
     for name, location, handshape, kind, amplitude, cycles, direction in _DYNAMIC:
         activation = np.array(HANDSHAPES[handshape]) * rng.uniform(0.85, 1.1, 4)
         posture = np.array(LOCATIONS[location]) + rng.normal(0, 2.0, 5)
-        duration = float(np.clip(0.65 + 0.25 * cycles + rng.uniform(-0.05, 0.1), 0.85, 1.4))
+        duration = float(np.clip(0.75 + 0.3 * cycles + rng.uniform(-0.05, 0.1), 1.0, 1.42))
         signs.append(Sign(name, "dynamic", handshape, tuple(np.round(activation, 3)), location,
                           tuple(np.round(posture, 1)), Movement(kind, amplitude, cycles, direction), duration))
     names = [sign.name for sign in signs]

@@ -1,0 +1,108 @@
+"""ReplaySource: frames from a recording file, paced at ``speed`` x real time, optionally looping.
+
+The recording must match ``[sensors]`` (same sensor names and rates: a replay never resamples). Frames
+are cut at whole-frame boundaries of the recording's own sample indices; a trailing partial frame is
+dropped. NaN (dropouts, lost frames filled by the recorder) passes through unchanged: data loss stays
+visible. When looping, sample indices keep counting up (pass ``k`` is shifted by ``k`` times the
+recording's length) so downstream sees one continuous stream, and annotations are shifted the same way.
+``annotations`` lists the annotated spans whose last sample has been emitted.
+"""
+
+from __future__ import annotations
+
+import time
+
+from stream.frames import Frame
+from stream.rates import FRAME_PERIOD_S, samples_per_frame
+from stream.recording import Annotation, Recording, read_recording
+
+FRAME_S = float(FRAME_PERIOD_S)
+LATE_RESET_S = 0.5
+
+
+class ReplaySource:
+    """Iterator of Frames from one recording; ``close()`` stops it."""
+
+    def __init__(self, config, recording: Recording | None = None, realtime: bool = True,
+                 clock=time.monotonic, sleep=time.sleep) -> None:
+        settings = config.acquire.replay
+        if recording is None:
+            if not settings.path:
+                raise ValueError("[acquire.replay] path is empty: give a recording file")
+            path = config.resolve_path(settings.path)
+            recording = read_recording(path, settings.key or None)
+            where = f"{path}{':' + settings.key if settings.key else ''}"
+        else:
+            where = "recording"
+        sensors = config.sensors
+        if tuple(recording.sensor_names) != tuple(sensors.names):
+            raise ValueError(f"{where}: sensors {list(recording.sensor_names)} differ from [sensors] names "
+                             f"{list(sensors.names)}; replay needs the same sensors in the same order")
+        if (recording.emg_rate_hz, recording.imu_rate_hz) != (sensors.emg_rate_hz, sensors.imu_rate_hz):
+            raise ValueError(f"{where}: rates {recording.emg_rate_hz}/{recording.imu_rate_hz} Hz differ from "
+                             f"[sensors] {sensors.emg_rate_hz}/{sensors.imu_rate_hz} Hz (mismatched rates)")
+        self.emg_per_frame = samples_per_frame(recording.emg_rate_hz)
+        self.imu_per_frame = samples_per_frame(recording.imu_rate_hz)
+        if (recording.emg_first_index * self.imu_per_frame != recording.imu_first_index * self.emg_per_frame
+                or recording.emg_first_index % self.emg_per_frame):
+            raise ValueError(f"{where}: first sample indices {recording.emg_first_index} (sEMG) / "
+                             f"{recording.imu_first_index} (IMU) do not start the same whole frame")
+        self.recording = recording
+        self.frames_per_pass = min(recording.emg.shape[0] // self.emg_per_frame,
+                                   recording.acc.shape[0] // self.imu_per_frame)
+        if self.frames_per_pass == 0:
+            raise ValueError(f"{where}: holds less than one whole frame of samples")
+        self.first_frame = recording.emg_first_index // self.emg_per_frame
+        self.speed, self.loop = settings.speed, settings.loop
+        self.realtime, self.clock, self.sleep = realtime, clock, sleep
+        self.annotations: list[Annotation] = []
+        self._pending: list[Annotation] = []
+        self._pass = -1
+        self._position = self.frames_per_pass  # forces the first pass to start
+        self._emitted = 0
+        self._start: float | None = None
+        self.closed = False
+
+    def __iter__(self) -> ReplaySource:
+        return self
+
+    def _begin_pass(self) -> None:
+        self._pass += 1
+        self._position = 0
+        shift = self._pass * self.frames_per_pass * self.emg_per_frame
+        self._pending = sorted((Annotation(a.label, a.start_index + shift, a.end_index + shift)
+                                for a in self.recording.annotations), key=lambda a: a.end_index, reverse=True)
+
+    def __next__(self) -> Frame:
+        if self.closed:
+            raise StopIteration
+        if self._position >= self.frames_per_pass:
+            if self._pass >= 0 and not self.loop:
+                raise StopIteration
+            self._begin_pass()
+        if self.realtime:
+            period = FRAME_S / self.speed
+            now = self.clock()
+            if self._start is None:
+                self._start = now
+            due = self._start + (self._emitted + 1) * period
+            if now < due:
+                self.sleep(due - now)
+            elif now - due > LATE_RESET_S:
+                self._start = now - (self._emitted + 1) * period
+        row = self._position
+        emg_rows = slice(row * self.emg_per_frame, (row + 1) * self.emg_per_frame)
+        imu_rows = slice(row * self.imu_per_frame, (row + 1) * self.imu_per_frame)
+        number = self.first_frame + self._pass * self.frames_per_pass + row
+        frame = Frame(self._emitted, number * self.emg_per_frame, number * self.imu_per_frame,
+                      self.recording.emg[emg_rows].copy(), self.recording.acc[imu_rows].copy(),
+                      self.recording.gyro[imu_rows].copy())
+        self._position += 1
+        self._emitted += 1
+        emitted_end = frame.emg_first_index + self.emg_per_frame
+        while self._pending and self._pending[-1].end_index <= emitted_end:
+            self.annotations.append(self._pending.pop())
+        return frame
+
+    def close(self) -> None:
+        self.closed = True
