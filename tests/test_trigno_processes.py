@@ -141,3 +141,20 @@ def test_stream_acquire_reads_the_emulator_and_survives_its_restart_with_the_gap
     assert jumps[0] >= 15 * 60
     assert stop_and_time(acquire, timeout_s=8.0) < 8.0 and acquire.returncode == 0
     frames_socket.close(linger=0)
+
+
+def test_probe_reports_the_base_and_whether_the_pipeline_can_stream(processes, tmp_path):
+    base_config, _ = write_config(tmp_path)
+    _, ports = start_emulator(processes, base_config)
+    good, _ = write_config(tmp_path, trigno_toml(ports))
+    probe = processes.start_python(["-m", "stream.trigno.probe", "--config", str(good)])
+    out, _ = probe.communicate(timeout=30)
+    report = json.loads(out)
+    assert probe.returncode == 0 and report["ready"] is True
+    assert report["base"]["slots"][0]["channels"][0] == {"rate_hz": "10000/9", "samples_per_frame": 15,
+                                                         "gain": 1.0, "unit": "V"}
+    unpaired, _ = write_config(tmp_path, trigno_toml(ports, slots=[1, 2, 3, 4, 5, 9]))
+    probe = processes.start_python(["-m", "stream.trigno.probe", "--config", str(unpaired)])
+    out, _ = probe.communicate(timeout=30)
+    report = json.loads(out)
+    assert probe.returncode == 1 and report["ready"] is False and "slot 9 has no paired sensor" in report["problem"]
