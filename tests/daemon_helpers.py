@@ -59,8 +59,21 @@ def status_of(parts: list[bytes]) -> dict | None:
     return msgpack.unpackb(parts[1])
 
 
-def wait_for_status(socket: zmq.Socket, condition, timeout_s: float = 10.0) -> dict:
-    """The first status message for which ``condition(status)`` holds."""
+def drain(socket: zmq.Socket) -> int:
+    """Drop every message already queued (old heartbeats); returns how many."""
+    dropped = 0
+    while True:
+        try:
+            socket.recv_multipart(zmq.NOBLOCK)
+            dropped += 1
+        except zmq.Again:
+            return dropped
+
+
+def wait_for_status(socket: zmq.Socket, condition, timeout_s: float = 10.0, fresh: bool = False) -> dict:
+    """The first status message for which ``condition(status)`` holds (``fresh``: sent from now on)."""
+    if fresh:
+        drain(socket)
     found = {}
 
     def predicate(parts):

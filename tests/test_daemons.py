@@ -146,3 +146,97 @@ def test_infer_predicts_signs_and_survives_bad_frames_gaps_and_a_restarted_acqui
                   and decode_prediction(parts)["start_time_s"] < 3.0)
     wait_for_status(predictions, lambda s: s["counters"].get("acquire_restarts") == 1)
     assert stop_and_time(infer) < 2.0 and infer.returncode == 0
+
+
+def test_acquire_publishes_frames_truth_and_heartbeats_and_a_stalled_reader_never_slows_it(processes, zmq_context, tmp_path):
+    import signal
+
+    from stream.config import Config
+    from stream.protocol import FrameSpec, decode_frame, decode_truth
+
+    config, endpoints = write_config(tmp_path)
+    reader = subscriber(zmq_context, endpoints["frames"], b"frame", b"truth", b"status")
+    stalled = zmq_context.socket(zmq.SUB)  # subscribes and never reads: its queue fills up
+    stalled.setsockopt(zmq.LINGER, 0)
+    stalled.setsockopt(zmq.RCVHWM, 5)
+    stalled.setsockopt(zmq.SUBSCRIBE, b"")
+    stalled.connect(endpoints["frames"])
+    acquire = processes.start_python([PYTHON_MODULE, "stream.acquire", "--config", str(config)])
+    first = wait_for_status(reader, lambda s: s["daemon"] == "stream-acquire", timeout_s=20)
+    spec = FrameSpec.from_config(Config())
+    sequences, truths = [], []
+    started = time.monotonic()
+    deadline = started + 20
+    while time.monotonic() < deadline and (len(truths) < 1 or len(sequences) < 300):
+        if reader.poll(100, zmq.POLLIN):
+            parts = reader.recv_multipart()
+            if parts[0] == b"frame":
+                header, frame = decode_frame(parts, spec)
+                sequences.append(header.sequence)
+                assert frame.emg_first_index == 15 * header.sequence
+            elif parts[0] == b"truth":
+                truths.append(decode_truth(parts))
+    assert len(sequences) >= 300 and sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+    assert truths and truths[0]["end_index"] > truths[0]["start_index"] and truths[0]["rate"] == "10000/9"
+    # Real time: about 74 frames per second were published although one subscriber never read.
+    late = wait_for_status(reader, lambda s: s["daemon"] == "stream-acquire" and s["uptime_s"] > first["uptime_s"] + 4)
+    rate = (late["counters"]["frames"] - first["counters"].get("frames", 0)) / (late["uptime_s"] - first["uptime_s"])
+    assert 60 < rate < 90
+    started = time.monotonic()
+    acquire.send_signal(signal.SIGINT)
+    acquire.wait(timeout=5)
+    assert time.monotonic() - started < 2.0 and acquire.returncode == 0
+
+
+def test_pipeline_resumes_after_each_daemon_is_killed_and_restarted(processes, zmq_context, tmp_path):
+    import signal
+
+    from daemon_helpers import tiny_model_card
+
+    card = tiny_model_card(tmp_path / "model")
+    # Threshold 0: every segmented sign of the simulated signer becomes an event (the model is tiny).
+    config, endpoints = write_config(tmp_path, "[sink]\nconfidence_threshold = 0.0\n", card=card)
+    arguments = {name: [PYTHON_MODULE, f"stream.{name}", "--config", str(config)] for name in ("acquire", "infer", "sink")}
+    frames = subscriber(zmq_context, endpoints["frames"], b"status")
+    predictions = subscriber(zmq_context, endpoints["predictions"], b"status")
+    events = subscriber(zmq_context, endpoints["events"], b"event", b"status")
+    running = {name: processes.start_python(arguments[name]) for name in ("sink", "infer", "acquire")}
+    receive_until(events, lambda parts: parts[0] == b"event", timeout_s=30)
+
+    def infer_frames(timeout_s=10.0) -> int:
+        return wait_for_status(predictions, lambda s: s["daemon"] == "stream-infer", timeout_s,
+                               fresh=True)["counters"].get("frames", 0)
+
+    # stream-acquire killed: infer and sink keep running; a new acquire is followed within 2 s.
+    running["acquire"].send_signal(signal.SIGKILL)
+    running["acquire"].wait(timeout=5)
+    time.sleep(0.5)
+    stalled = infer_frames()
+    assert infer_frames() == stalled  # no frames while acquisition is down, and infer still answers
+    running["acquire"] = processes.start_python(arguments["acquire"])
+    wait_for_status(frames, lambda s: s["daemon"] == "stream-acquire", timeout_s=20, fresh=True)
+    back = time.monotonic()
+    wait_for_status(predictions, lambda s: s["counters"].get("acquire_restarts") == 1
+                    and s["counters"]["frames"] > stalled, timeout_s=5)
+    assert time.monotonic() - back < 2.0
+
+    # stream-infer killed: acquisition goes on; a new infer processes frames within 2 s of its start.
+    running["infer"].send_signal(signal.SIGKILL)
+    running["infer"].wait(timeout=5)
+    before = wait_for_status(frames, lambda s: s["daemon"] == "stream-acquire", fresh=True)["counters"]["frames"]
+    assert wait_for_status(frames, lambda s: s["counters"]["frames"] > before + 20)
+    running["infer"] = processes.start_python(arguments["infer"])
+    wait_for_status(predictions, lambda s: s["daemon"] == "stream-infer", timeout_s=30, fresh=True)
+    back = time.monotonic()
+    wait_for_status(predictions, lambda s: s["counters"].get("frames", 0) > 0, timeout_s=5)
+    assert time.monotonic() - back < 2.0
+
+    # stream-sink killed and restarted: events come again, from the new sink.
+    old_session = wait_for_status(events, lambda s: s["daemon"] == "stream-sink", fresh=True)["session"]
+    running["sink"].send_signal(signal.SIGKILL)
+    running["sink"].wait(timeout=5)
+    running["sink"] = processes.start_python(arguments["sink"])
+    receive_until(events, lambda parts: parts[0] == b"event" and decode_event(parts)["session"] != old_session,
+                  timeout_s=30)
+    for name in ("acquire", "infer", "sink"):
+        assert stop_and_time(running[name]) < 2.0 and running[name].returncode == 0

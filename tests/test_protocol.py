@@ -205,7 +205,7 @@ _values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(mapping=st.dictionaries(st.sampled_from(list(prediction_map()) + ["v", "streams"]), _values, max_size=12))
 def test_decoders_raise_only_protocol_error_on_random_maps(mapping):
     for topic in (b"prediction", b"event", b"status", b"truth"):
