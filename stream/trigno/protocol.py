@@ -12,6 +12,7 @@ one row per sample period holding a value for each of the 16 base-station slots.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -182,9 +183,12 @@ def parse_int(command: str, reply: str) -> int:
 
 def parse_float(command: str, reply: str) -> float:
     try:
-        return float(check_reply(command, reply))
+        value = float(check_reply(command, reply))
     except ValueError:
         raise TrignoProtocolError(f"{command!r}: expected a number, got {reply!r}") from None
+    if not math.isfinite(value):  # float() accepts "nan" and "inf"; no Trigno setting is either
+        raise TrignoProtocolError(f"{command!r}: expected a finite number, got {reply!r}")
+    return value
 
 
 def exact_rate(rate_hz: float) -> Fraction:
