@@ -225,6 +225,13 @@ def check_setup(info: BaseInfo, settings: ClientSettings) -> SlotMapping:
                 f"slot {slot} reports STARTINDEX {slot_info.start_index}: this client reads one EMG channel per "
                 "slot at column = slot (multi-channel sensors such as Quattro are not supported)"
             )
+        needed = 1 + (2 * AXES if slot_info.aux_channel_count >= 2 * AXES and settings.layout.has_gyroscope else AXES)
+        if len(slot_info.channels) < needed:  # CHANNELCOUNT? disagrees with EMG/AUXCHANNELCOUNT?
+            raise TrignoSetupError(
+                f"slot {slot} reports {slot_info.channel_count} channels but {slot_info.emg_channel_count} EMG + "
+                f"{slot_info.aux_channel_count} AUX; this client needs {needed} (EMG, accelerometer"
+                f"{', gyroscope' if needed > 1 + AXES else ''}): the base's replies disagree"
+            )
         expected = [settings.emg_rate_hz] + [settings.imu_rate_hz] * (slot_info.channel_count - 1)
         for number, (channel, rate) in enumerate(zip(slot_info.channels, expected), start=1):
             if channel.rate_hz != rate:
