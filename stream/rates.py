@@ -37,6 +37,10 @@ def parse_rate(value: object) -> Fraction:
             )
         rate = Fraction(int(value))
     elif isinstance(value, str):
+        # Fraction("1e100000000") builds a 10**100000000 integer (minutes of CPU): a DoS through
+        # one small frame header. Rates never need exponents or more than a few dozen characters.
+        if len(value) > 64 or "e" in value.lower():
+            raise ValueError(f"rate {value[:80]!r} is not a number or a 'p/q' fraction such as '10000/9'")
         try:
             rate = Fraction(value.strip())
         except (ValueError, ZeroDivisionError) as error:
