@@ -50,11 +50,12 @@ def test_every_window_covers_the_same_span_in_every_modality():
 
 
 @settings(max_examples=40, deadline=None)
-@given(cuts=st.lists(st.integers(1, 399), max_size=12), hop=st.sampled_from([0.0135, 0.0405, 0.27]),
+@given(cuts=st.lists(st.integers(1, 2599), max_size=12), hop=st.sampled_from([0.0135, 0.0405, 0.27]),
        first=st.integers(0, 10**9))
 def test_windows_do_not_depend_on_how_the_blocks_were_cut(cuts, hop, first):
+    # Pieces shorter than the buffer slack take the buffer path, longer ones the view path.
     config = config_from_dict({"window": {"hop_s": hop, "gap_policy": "flag"}})
-    block = make_block(first, 400, invalid=[first + 200])
+    block = make_block(first, 2600, invalid=[first + 200])
     whole = WindowAssembler(config).push(block)
     assembler = WindowAssembler(config)
     pieces = [window for piece in split(block, cuts) for window in assembler.push(piece)]
@@ -134,12 +135,47 @@ def test_bad_blocks_are_refused():
         assembler.push(bad)
 
 
-def test_pushed_windows_are_read_only_views_that_later_pushes_do_not_touch():
+def test_windows_of_long_blocks_are_read_only_views_and_later_pushes_touch_no_window():
     assembler = WindowAssembler(Config())
-    first = assembler.push(make_block(0, 160))
-    kept = first[-1].emg.copy()
-    assembler.push(make_block(160, 300))
-    np.testing.assert_array_equal(first[-1].emg, kept)
-    assert not first[-1].emg.flags.writeable
+    streamed = assembler.push(make_block(0, 160))  # short block: copies from the buffer
+    whole = assembler.push(make_block(160, 3000))  # a whole recording: views of one array
+    kept = [streamed[-1].emg.copy(), whole[0].acc.copy(), whole[-1].gyro.copy()]
+    for index in range(3160, 3160 + 3000, 7):  # enough short pushes to compact the buffer
+        assembler.push(make_block(index, 7))
+    np.testing.assert_array_equal(streamed[-1].emg, kept[0])
+    np.testing.assert_array_equal(whole[0].acc, kept[1])
+    np.testing.assert_array_equal(whole[-1].gyro, kept[2])
+    assert not whole[0].emg.flags.writeable
     with pytest.raises(ValueError):
-        first[-1].acc[0, 0] = 1.0
+        whole[0].acc[0, 0] = 1.0
+    window = assembler.window_ending_at(6160 - 5)
+    np.testing.assert_array_equal(window.emg[:, 0], np.arange(6160 - 5 - 148, 6160 - 5, dtype=np.float32))
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(1, 2599), min_size=2, max_size=12), skipped=st.sets(st.integers(1, 12), max_size=3),
+       policy=st.sampled_from(["drop", "flag"]))
+def test_missing_blocks_equal_zeros_marked_invalid(cuts, skipped, policy):
+    # Leaving pieces out (a gap in the block indices) gives exactly the windows of the whole block
+    # with those samples zero and invalid: a gap is never closed up.
+    config = config_from_dict({"window": {"gap_policy": policy}})
+    block = make_block(0, 2600)
+    pieces = list(split(block, cuts))
+    # (A gap as long as the buffer restarts the windows instead: tested above.)
+    capacity = WindowAssembler(config).capacity
+    skipped = {index for index in skipped if index < len(pieces) - 1 and len(pieces[index]) < capacity}
+    holes = make_block(0, 2600)
+    for index in skipped:
+        piece = pieces[index]
+        rows = slice(piece.first_index, piece.first_index + len(piece))
+        for array in (holes.emg, holes.acc, holes.gyro):
+            array[rows] = 0.0
+        holes.valid[rows] = False
+    expected = WindowAssembler(config).push(holes)
+    assembler = WindowAssembler(config)
+    got = [window for index, piece in enumerate(pieces) if index not in skipped for window in assembler.push(piece)]
+    # Windows ending inside a skipped piece come out (flagged, or dropped) with the next block.
+    assert [w.end_index for w in got] == [w.end_index for w in expected]
+    for a, b in zip(got, expected):
+        assert a.flagged == b.flagged
+        np.testing.assert_array_equal(a.emg, b.emg)

@@ -113,7 +113,6 @@ class Preprocessor:
                              for name, rate in self.input_rate_hz.items()}
         self.gaps: collections.deque[Gap] = collections.deque(maxlen=GAP_HISTORY)
         self.gap_count = 0
-        self.invalid_input_samples = 0
         self.reset()
 
     # -- state ---------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ from stream.config import Config
 from stream.frames import MODALITIES
 
 DEFAULT_HISTORY_S = 5.0
+# Rows the buffer holds beyond ``capacity``: appends until a compaction (one copy of ``capacity``
+# rows); blocks at least this long take the view path.
+BUFFER_SLACK = 2048
 
 
 @dataclass
@@ -73,8 +76,13 @@ def extract_window(block, end_index: int, length: int) -> Window | None:
 
 
 class WindowAssembler:
-    """Stage: AlignedBlocks in, windows out at the hop; a ring buffer of recent samples answers
-    ``window_ending_at`` for ends up to ``history_s`` in the past."""
+    """Stage: AlignedBlocks in, windows out at the hop; a buffer of the recent samples answers
+    ``window_ending_at`` for ends up to ``history_s`` in the past.
+
+    The buffer is linear (any window is one contiguous slice) and compacted now and then; a block
+    longer than the buffer (a whole recording) is cut into windows that are read-only views of one
+    array, so hop 1 over a long recording does not copy every sample 148 times.
+    """
 
     def __init__(self, config: Config, history_s: float = DEFAULT_HISTORY_S):
         self.length = window_length_samples(config)
@@ -86,13 +94,17 @@ class WindowAssembler:
         if history_s < 0:
             raise ValueError(f"history_s {history_s} must be >= 0")
         self.capacity = self.length + int(round(history_s * float(config.preprocess.model_rate_hz)))
+        self._allocated = self.capacity + BUFFER_SLACK
         self.dropped = 0  # windows not emitted because they overlapped a gap (policy "drop")
         self.reset()
 
     def reset(self) -> None:
-        self._ring = {name: np.zeros((self.capacity, channels), dtype=np.float32)
-                      for name, channels in self.channels.items()}
-        self._ring_valid = np.zeros(self.capacity, dtype=np.bool_)
+        """Forget everything held: the next block starts a new stream (at any index)."""
+        self._buffer = {name: np.zeros((self._allocated, channels), dtype=np.float32)
+                        for name, channels in self.channels.items()}
+        self._buffer_valid = np.zeros(self._allocated, dtype=np.bool_)
+        self._buffer_first = 0  # model index of buffer row 0
+        self._rows = 0  # rows in use: indices _buffer_first .. _next - 1
         self._start: int | None = None  # first index held since the last reset
         self._next: int | None = None  # index expected next
 
@@ -109,12 +121,43 @@ class WindowAssembler:
         if isinstance(block.first_index, bool) or not isinstance(block.first_index, (int, np.integer)):
             raise ValueError(f"block first_index {block.first_index!r} must be an integer model-rate index")
 
-    def _read(self, start: int, end: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        slots = np.arange(start, end) % self.capacity
-        return {name: ring[slots] for name, ring in self._ring.items()}, self._ring_valid[slots]
+    def _oldest_usable(self) -> int:
+        """The first index a window may start at: held, and at most ``capacity`` samples back."""
+        return max(self._start, self._next - self.capacity)
+
+    def _append(self, arrays: dict[str, np.ndarray], valid: np.ndarray) -> None:
+        """Append rows (fewer than BUFFER_SLACK) at index _next, compacting first if needed."""
+        count = valid.shape[0]
+        if self._rows + count > self._allocated:
+            keep = min(self._rows, self.capacity)
+            for buffer in self._buffer.values():
+                buffer[:keep] = buffer[self._rows - keep:self._rows]
+            self._buffer_valid[:keep] = self._buffer_valid[self._rows - keep:self._rows]
+            self._buffer_first += self._rows - keep
+            self._rows = keep
+        for name, buffer in self._buffer.items():
+            buffer[self._rows:self._rows + count] = arrays[name]
+        self._buffer_valid[self._rows:self._rows + count] = valid
+        self._rows += count
+        self._next += count
+
+    def _replace(self, data: dict[str, np.ndarray], valid: np.ndarray, first_index: int) -> None:
+        """Hold the last ``capacity`` rows of ``data`` (which starts at ``first_index``)."""
+        keep = min(valid.shape[0], self.capacity)
+        for name, buffer in self._buffer.items():
+            buffer[:keep] = data[name][valid.shape[0] - keep:]
+        self._buffer_valid[:keep] = valid[valid.shape[0] - keep:]
+        self._next = first_index + valid.shape[0]
+        self._buffer_first, self._rows = self._next - keep, keep
+
+    def _ends(self, previous_next: int) -> range:
+        """Window ends completed since ``previous_next``: on the hop grid, with a full window held."""
+        lowest = max(previous_next + 1, self._start + self.length)
+        return range(-((-lowest) // self.hop) * self.hop, self._next + 1, self.hop)
 
     def push(self, block) -> list[Window]:
-        """Add a block; return the windows (ends on the hop grid) that it completed."""
+        """Add a block; return the windows (ends on the hop grid) that it completed. Window arrays
+        may be read-only views: copy before modifying them."""
         self._check_block(block)
         rows = len(block.valid)
         if rows == 0:
@@ -124,56 +167,63 @@ class WindowAssembler:
             raise ValueError(f"block starts at model sample {first} but {self._next} was expected: indices went "
                              "backwards; call reset() for a new stream")
         if self._next is not None and first - self._next >= self.capacity:
-            self.reset()  # the gap is longer than the ring: nothing before it can be in a window any more
+            self.reset()  # the gap is longer than the buffer: nothing before it can be in a window any more
         if self._start is None:
             self._start, self._next = first, first
-        # Everything from the oldest sample a new window can use, through the gap (zeros, invalid),
-        # to the end of the block, as one contiguous array.
-        missing = first - self._next
-        prefix_start = max(self._start, self._next - (self.length - 1))
-        prefix, prefix_valid = self._read(prefix_start, self._next)
-        data = {name: np.concatenate([prefix[name], np.zeros((missing, channels), dtype=np.float32),
-                                      np.asarray(getattr(block, name), dtype=np.float32)])
+            self._buffer_first = first
+        previous_next, missing = self._next, first - self._next
+        arrays = {name: getattr(block, name) for name in self.channels}
+        valid = np.asarray(block.valid, dtype=np.bool_)
+        if missing + rows < BUFFER_SLACK:
+            # Streaming: append to the buffer (the gap as zeros, invalid), cut windows from it.
+            if missing:
+                self._append({name: np.zeros((missing, channels), np.float32)
+                              for name, channels in self.channels.items()}, np.zeros(missing, np.bool_))
+            self._append(arrays, valid)
+            windows = []
+            for end_index in self._ends(previous_next):
+                window = self._from_buffer(end_index)
+                if window is not None:
+                    windows.append(window)
+            return windows
+        # A long block: one contiguous read-only array from the oldest sample a new window can use,
+        # through the gap, to the end of the block; windows are views of it.
+        prefix_start = max(self._start, previous_next - (self.length - 1))
+        lo = prefix_start - self._buffer_first
+        data = {name: np.concatenate([self._buffer[name][lo:self._rows], np.zeros((missing, channels), np.float32),
+                                      np.asarray(arrays[name], dtype=np.float32)])
                 for name, channels in self.channels.items()}
         for array in data.values():
-            # Windows are read-only views of this push's own array: one copy of the samples however
-            # many overlapping windows (hop 1 over a long recording would otherwise copy 148x).
             array.flags.writeable = False
-        valid = np.concatenate([prefix_valid, np.zeros(missing, dtype=np.bool_), np.asarray(block.valid, bool)])
-        invalid_before = np.concatenate([[0], np.cumsum(~valid)])
-        end = first + rows
-        # Window ends in (previous next, end], on the hop grid, with a full window of samples held.
-        lowest = max(self._next + 1, self._start + self.length)
-        first_end = -((-lowest) // self.hop) * self.hop
+        all_valid = np.concatenate([self._buffer_valid[lo:self._rows], np.zeros(missing, np.bool_), valid])
+        invalid_before = np.concatenate([[0], np.cumsum(~all_valid)])
+        self._replace(data, all_valid, prefix_start)
         windows = []
-        for end_index in range(first_end, end + 1, self.hop):
-            lo, hi = end_index - self.length - prefix_start, end_index - prefix_start
-            flagged = bool(invalid_before[hi] - invalid_before[lo])
+        for end_index in self._ends(previous_next):
+            low, high = end_index - self.length - prefix_start, end_index - prefix_start
+            flagged = bool(invalid_before[high] - invalid_before[low])
             if flagged and self.gap_policy == "drop":
                 self.dropped += 1
                 continue
-            windows.append(Window(end_index, *(data[name][lo:hi] for name in MODALITIES), flagged))
-        # Keep the newest samples in the ring.
-        keep = min(self.capacity, end - prefix_start)
-        slots = np.arange(end - keep, end) % self.capacity
-        for name in self.channels:
-            self._ring[name][slots] = data[name][-keep:]
-        self._ring_valid[slots] = valid[-keep:]
-        self._next = end
+            windows.append(Window(end_index, *(data[name][low:high] for name in MODALITIES), flagged))
         return windows
 
+    def _from_buffer(self, end_index: int, count_dropped: bool = True) -> Window | None:
+        low, high = end_index - self.length - self._buffer_first, end_index - self._buffer_first
+        flagged = not self._buffer_valid[low:high].all()
+        if flagged and self.gap_policy == "drop":
+            self.dropped += count_dropped
+            return None
+        return Window(end_index, *(self._buffer[name][low:high].copy() for name in MODALITIES), bool(flagged))
+
     def window_ending_at(self, end_index: int) -> Window | None:
-        """The window ending at ``end_index`` (exclusive) from the ring, or None when its samples are
-        not (or no longer) held, or it overlaps a gap and the policy is "drop"."""
+        """The window ending at ``end_index`` (exclusive) from the buffer, or None when its samples
+        are not (or no longer) held, or it overlaps a gap and the policy is "drop"."""
         if isinstance(end_index, bool) or not isinstance(end_index, (int, np.integer)):
             raise ValueError(f"end_index {end_index!r} must be an integer model-rate index")
         if self._next is None:
             return None
-        start = int(end_index) - self.length
-        if start < max(self._start, self._next - self.capacity) or end_index > self._next:
+        end_index = int(end_index)
+        if end_index - self.length < self._oldest_usable() or end_index > self._next:
             return None
-        arrays, valid = self._read(start, int(end_index))
-        flagged = not bool(valid.all())
-        if flagged and self.gap_policy == "drop":
-            return None
-        return Window(int(end_index), *(arrays[name] for name in MODALITIES), flagged)
+        return self._from_buffer(end_index, count_dropped=False)
