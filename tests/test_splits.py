@@ -170,3 +170,15 @@ def test_truncated_recording_file_in_a_dataset(small_dataset, tmp_path):
     with open_dataset(directory) as dataset:
         with pytest.raises(ValueError, match="signer-01.h5"):
             dataset.load("signer-01.good-r00")
+
+
+def test_summary_counts_signs_signers_and_rates(small_dataset, capsys):
+    from train.summary import main, summarize
+
+    summary = summarize(str(small_dataset), scan=True)
+    assert summary["isolated"] == 300 and summary["sessions"] == 2
+    assert set(summary["per_label"].values()) == {6} and summary["per_signer"] == {"signer-01": 150, "signer-02": 150}
+    assert summary["emg_rate_hz"].startswith("10000/9") and summary["per_signer_and_label_range"] == [3, 3]
+    assert 0.5 <= summary["scan"]["sign_duration_s"]["min"] and summary["scan"]["sign_duration_s"]["max"] <= 1.5
+    assert main([str(small_dataset)]) == 0 and "300 isolated" in capsys.readouterr().out
+    assert main([str(small_dataset / "recordings")]) == 2
