@@ -223,14 +223,22 @@ def test_bad_frames_are_refused_with_the_problem_named(change, fragment):
     assert fragment in str(raised.value)
 
 
-def test_indices_going_backwards_are_refused():
+def test_indices_going_backwards_are_refused_and_leave_the_state_untouched():
+    emg, acc, gyro = make_recording(30)
+    frames = list(frames_of(emg, acc, gyro))
     preprocessor = Preprocessor(Config())
-    preprocessor.process_frame(good_frame(0))
-    preprocessor.process_frame(good_frame(1))
+    blocks = stream_all(preprocessor, frames[:12])
     with pytest.raises(ValueError, match="goes backwards"):
-        preprocessor.process_frame(good_frame(1))
+        preprocessor.process_frame(frames[11])
+    with pytest.raises(ValueError, match="goes backwards"):
+        preprocessor.process_frame(dataclasses.replace(frames[12], imu_first_index=20))  # IMU alone went back
+    with pytest.raises(ValueError, match="expected \\(samples, 6\\)"):
+        preprocessor.process_frame(dataclasses.replace(frames[12], emg=emg[:15, :5]))
+    blocks += stream_all(preprocessor, frames[12:])
+    reference = stream_all(Preprocessor(Config()), frames)
+    np.testing.assert_array_equal(concatenated(blocks, "emg"), concatenated(reference, "emg"))
     preprocessor.reset()
-    assert preprocessor.process_frame(good_frame(0)) is None  # a new stream after reset()
+    assert preprocessor.process_frame(frames[0]) is None  # a new stream after reset()
 
 
 def test_recording_with_wrong_rates_or_lengths_is_refused():

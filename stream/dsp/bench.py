@@ -6,6 +6,7 @@
   over median, measured interleaved.
 - ``dsp_batch_speedup_vs_scipy``: a 60 s recording at once, ours (``process_recording``) vs
   ``sosfilt`` + ``resample_poly`` on the whole arrays.
+- ``dsp_window_push_us`` / ``dsp_window_ending_at_us``: the WindowAssembler per frame, median us.
 - ``numba_warm_start_s`` / ``numba_cold_start_s``: a fresh interpreter importing the Preprocessor and
   running its first frame, with a warm cache / an empty temporary NUMBA_CACHE_DIR.
 The scipy chains' outputs are checked against ours before anything is timed.
@@ -25,7 +26,8 @@ import numpy as np
 from scipy import signal
 
 from stream.config import Config
-from stream.dsp.preprocess import Preprocessor
+from stream.dsp.preprocess import AlignedBlock, Preprocessor
+from stream.dsp.windows import WindowAssembler
 from stream.frames import Frame
 
 FRAMES_PER_SECOND = 2000 / 27
@@ -158,6 +160,26 @@ def time_batch(seconds: float = 60.0) -> dict:
             "dsp_batch_speedup_vs_scipy": round(theirs_median / ours_median, 2)}
 
 
+def time_windows(pushes: int = 3000) -> dict:
+    """WindowAssembler per frame: push one model sample (hop 1 cuts one window) and read one back."""
+    config = Config()
+    assembler = WindowAssembler(config)
+    rows = np.ones((1, 6), np.float32), np.ones((1, 18), np.float32), np.ones((1, 18), np.float32)
+    blocks = [AlignedBlock(index, *rows, np.ones(1, bool)) for index in range(pushes + 200)]
+    for block in blocks[:200]:
+        assembler.push(block)
+    push_us, read_us = [], []
+    for block in blocks[200:]:
+        start = time.perf_counter()
+        assembler.push(block)
+        middle = time.perf_counter()
+        assembler.window_ending_at(block.first_index - 10)
+        push_us.append((middle - start) * 1e6)
+        read_us.append((time.perf_counter() - middle) * 1e6)
+    return {"dsp_window_push_us": round(statistics.median(push_us), 2),
+            "dsp_window_ending_at_us": round(statistics.median(read_us), 2)}
+
+
 START_SCRIPT = """
 import json, time
 start = time.perf_counter()
@@ -200,4 +222,4 @@ def time_starts() -> dict:
 
 
 def run() -> dict:
-    return {**time_frames(), **time_batch(), **time_starts()}
+    return {**time_frames(), **time_batch(), **time_windows(), **time_starts()}
