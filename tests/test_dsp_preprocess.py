@@ -333,3 +333,14 @@ def test_a_subset_of_modalities_gives_empty_columns_for_the_others():
     streamed = stream_all(Preprocessor(config), frames_of(emg, acc, gyro))
     np.testing.assert_array_equal(concatenated(streamed, "acc"), batch.acc)
     np.testing.assert_array_equal(Preprocessor(Config()).process_recording(emg, acc, gyro).acc, batch.acc)
+
+
+def test_absurd_values_are_treated_as_dropouts_not_allowed_to_overflow_the_state():
+    emg, acc, gyro = make_recording()
+    clean = Preprocessor(Config()).process_recording(emg, acc, gyro)
+    emg[1500, 1] = 3e38  # a corrupted float32, finite but far beyond any sensor's range
+    gyro[200, 4] = -1e7
+    block = Preprocessor(Config()).process_recording(emg, acc, gyro)
+    assert np.isfinite(block.emg).all() and np.isfinite(block.gyro).all()
+    assert not block.valid[100] and block.valid[:90].all() and block.valid[130:].all()
+    np.testing.assert_allclose(block.emg[200:], clean.emg[200:], atol=1e-3 * np.abs(clean.emg).max())

@@ -23,6 +23,10 @@ LAST_INVALID = 2  # input index of the latest non-finite sample (very negative: 
 NEXT_INPUT = 3  # input index expected next
 COUNTER_SLOTS = 4
 NO_INVALID = -(2**62)
+# Inputs beyond this magnitude are treated like NaN: no sensor sends them (Trigno ranges: sEMG
+# +-11 mV, acc +-16 g, gyro +-2000 deg/s), and a corrupted 1e38 would overflow the filter state to
+# inf and poison it for good.
+ABSURD_INPUT = 1e6
 
 # Columns of the int64 ``params`` array: one row per chain (modality).
 SECTIONS, FIR_LENGTH, UP, DOWN, HALF_LEN, SETTLE, RECTIFY, STEADY, CHANNELS, RING = range(10)
@@ -98,7 +102,7 @@ def _chain_kernel(x, first_index, chain, sos, zi_unit, fir, params, scales, zi, 
         bad = False
         for channel in range(channels):
             value = np.float64(x[sample, channel])
-            if np.isfinite(value):
+            if abs(value) <= ABSURD_INPUT:  # False for NaN too
                 chain_hold[channel] = value
             else:
                 bad = True

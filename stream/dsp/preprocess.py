@@ -9,9 +9,9 @@ delay is not in the index, it only delays emission (by ``emission_delay_s``).
 ``process_recording`` runs the same kernels as ``process_frame`` on the whole arrays at once, from a
 fresh state: its output equals the concatenated streaming output bitwise, for any framing.
 
-Dropouts and gaps (docs/DSP.md): a NaN/inf sample is replaced by its channel's last finite value
-before filtering (so the state never turns NaN) and every model sample whose filter settling span or
-FIR span reaches it has ``valid = False``. A forward jump in frame indices is a gap: up to
+Dropouts and gaps (docs/DSP.md): a NaN, inf or absurd (|x| > 1e6) sample is replaced by its
+channel's last good value before filtering (so the state never turns NaN or inf) and every model
+sample whose filter settling span or FIR span reaches it has ``valid = False``. A forward jump in frame indices is a gap: up to
 ``[preprocess] max_gap_fill_s`` it is filled with such invalid samples (the same output as a recording
 with NaN there); a longer one restarts the chain at the new frame. Gaps are counted in ``gaps``.
 """
