@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def test_long_outage_asks_for_a_new_recording(tmp_path):
 def test_a_killed_writer_leaves_earlier_recordings_intact_and_its_flushed_data_readable(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys, numpy as np
-        sys.path.insert(0, {os.getcwd()!r})
+        sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
         from tests.test_recording_writer import frame
         from stream.recording import RecordingWriter
         first = RecordingWriter({str(tmp_path / 'first.h5')!r}, ("s1", "s2"))
