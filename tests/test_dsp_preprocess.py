@@ -344,3 +344,34 @@ def test_absurd_values_are_treated_as_dropouts_not_allowed_to_overflow_the_state
     assert np.isfinite(block.emg).all() and np.isfinite(block.gyro).all()
     assert not block.valid[100] and block.valid[:90].all() and block.valid[130:].all()
     np.testing.assert_allclose(block.emg[200:], clean.emg[200:], atol=1e-3 * np.abs(clean.emg).max())
+
+
+def test_any_number_of_sensors():
+    config = config_from_dict({"sensors": {"names": ["left", "right"]}})
+    emg, acc, gyro = make_recording(40)
+    emg, acc, gyro = emg[:, :2], acc[:, :6], gyro[:, :6]
+    batch = Preprocessor(config).process_recording(emg, acc, gyro)
+    assert (batch.emg.shape[1], batch.acc.shape[1], batch.gyro.shape[1]) == (2, 6, 6)
+    streamed = stream_all(Preprocessor(config), frames_of(np.ascontiguousarray(emg), np.ascontiguousarray(acc),
+                                                          np.ascontiguousarray(gyro)))
+    np.testing.assert_array_equal(concatenated(streamed, "gyro"), batch.gyro)
+    # The six-sensor chain gives the same numbers on the same two sensors' channels.
+    six = Preprocessor(Config()).process_recording(*make_recording(40))
+    np.testing.assert_array_equal(six.acc[:, :6], batch.acc)
+
+
+@settings(max_examples=25, deadline=None)
+@given(emg_offset=st.integers(0, 10**8), skew=st.integers(-20, 20), initial_state=st.sampled_from(["steady", "zeros"]))
+def test_streams_starting_anywhere_equal_the_recording(emg_offset, skew, initial_state):
+    # sEMG and IMU frames starting at unrelated indices (up to 20 IMU samples apart in time): the
+    # modalities are buffered until they align on the model grid; the stream equals the batch.
+    imu_offset = max(0, emg_offset * 2 // 15 + skew)
+    config = config_from_dict({"filters": {"initial_state": initial_state}})
+    emg, acc, gyro = make_recording(50)
+    frames = [Frame(k, emg_offset + 15 * k, imu_offset + 2 * k, emg[15 * k:15 * k + 15], acc[2 * k:2 * k + 2],
+                    gyro[2 * k:2 * k + 2]) for k in range(50)]
+    blocks = stream_all(Preprocessor(config), frames)
+    batch = Preprocessor(config).process_recording(emg, acc, gyro, emg_offset, imu_offset)
+    assert blocks[0].first_index == batch.first_index == max(-(-emg_offset // 15), -(-imu_offset // 2))
+    for name in ("emg", "acc", "gyro", "valid"):
+        np.testing.assert_array_equal(concatenated(blocks, name), getattr(batch, name))
