@@ -16,6 +16,7 @@ import sys
 BENCH_MODULES = [
     "stream.dsp.bench",
     "stream.trigno.bench",
+    "train.synth.bench",
 ]
 
 
