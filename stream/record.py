@@ -25,6 +25,7 @@ from stream.cli import build_parser, load_config_or_exit
 from stream.daemon import Daemon, DaemonError, run_daemon
 from stream.protocol import TOPIC_FRAME, TOPIC_TRUTH, FrameSpec, SequenceTracker, decode_frame, decode_truth
 from stream.rates import sample_index_at
+from stream.recording.writer import DiskFullError
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,9 @@ class Recorder:
             f"{self.base_path.stem}-part{self.part}{self.base_path.suffix}")
         sensors = self.config.sensors
         self.writer = RecordingWriter(path, sensors.names, sensors.emg_rate_hz, sensors.imu_rate_hz,
-                                      metadata={**self.metadata, "part": self.part})
+                                      metadata={**self.metadata, "part": self.part},
+                                      flush_interval_frames=self.config.record.flush_interval_frames,
+                                      max_fill_s=self.config.record.max_fill_s)
         self.announce(f"recording to {path}")
 
     def append(self, frame) -> None:
@@ -87,6 +90,9 @@ class Recorder:
             self._open()
         try:
             self.writer.append_frame(frame)
+        except DiskFullError:
+            self.writer = None  # the writer abandoned its file as last flushed (readable); nothing to close
+            raise
         except RecordingError as error:
             # Indices went back (acquire restarted) or the outage is too long to fill: new part.
             self.announce(f"starting a new part: {error}")
@@ -151,11 +157,19 @@ def main(argv=None) -> int:
                 recorder.annotate(truth["label"], truth["start_index"], truth["end_index"])
                 daemon.count("truth_annotations")
                 return
+            if failures:  # stopping after a full disk: frames already queued are not written anywhere else
+                return
             header, frame = decode_frame(parts, spec)
             kind = tracker.observe(header.session, header.sequence)
             if kind in ("gap", "restart"):
                 daemon.count(f"frame_{kind}s")
-            recorder.append(frame)
+            try:
+                recorder.append(frame)
+            except DiskFullError as error:  # going on would only lose frames silently: stop, exit 1
+                daemon.log.error("cannot go on recording: %s", error)
+                failures.append(str(error))
+                daemon.stop_requested = True
+                return
             daemon.count("frames")
             if state["origin"] is None:
                 state["origin"] = frame.emg_first_index
@@ -197,7 +211,9 @@ def main(argv=None) -> int:
         announce(f"listening on {config.endpoints.frames}")
         return None
 
-    return run_daemon("stream-record", config, setup)
+    failures: list[str] = []
+    status = run_daemon("stream-record", config, setup)
+    return 1 if failures else status
 
 
 if __name__ == "__main__":
