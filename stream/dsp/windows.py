@@ -29,7 +29,8 @@ BUFFER_SLACK = 2048
 @dataclass
 class Window:
     """Model input: ``length`` model-rate samples of every modality, ending at ``end_index``.
-    Arrays from ``WindowAssembler.push`` are read-only views (copy before modifying)."""
+    Arrays cut by ``WindowAssembler.push`` from a long block are read-only views: copy before
+    modifying."""
 
     end_index: int  # exclusive, model rate
     emg: np.ndarray  # (length, S) float32
