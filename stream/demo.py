@@ -61,8 +61,9 @@ def config_to_toml(table: dict, prefix: str = "") -> str:
     return text
 
 
-def write_demo_config(base_config, directory: Path) -> Path:
-    """The user's config with fresh loopback endpoints, the synthetic source and absolute paths."""
+def write_demo_config(base_config, directory: Path, overrides: dict | None = None) -> Path:
+    """The user's config with fresh loopback endpoints, the synthetic source and absolute paths
+    (``overrides``: section -> {key: value} applied last)."""
     from stream.config import to_dict
 
     table = to_dict(base_config)
@@ -74,6 +75,8 @@ def write_demo_config(base_config, directory: Path) -> Path:
     table["model"]["card"] = str(base_config.resolve_path(base_config.model.card))
     if base_config.sink.jsonl_log:
         table["sink"]["jsonl_log"] = str(base_config.resolve_path(base_config.sink.jsonl_log))
+    for section, values in (overrides or {}).items():
+        table[section].update(values)
     path = directory / "demo.toml"
     path.write_text(config_to_toml(table))
     return path

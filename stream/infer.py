@@ -37,9 +37,27 @@ def load_classifier(config):
         raise DaemonError(f"[model] card = {config.model.card!r}: {error}") from None
 
 
+def warm_up(config, classifier) -> None:
+    """Run every stage once on silence before announcing readiness: loads the cached numba kernels
+    and the interpreter's buffers, so the first real frames are not delayed by it."""
+    from stream.dsp.windows import Window, window_length_samples
+    from stream.frames import Frame
+
+    sensors = len(config.sensors.names)
+    scratch = Recognizer(config, classifier)
+    for number in range(3):
+        scratch.process_frame(Frame(number, 15 * number, 2 * number, np.zeros((15, sensors), np.float32),
+                                    np.zeros((2, 3 * sensors), np.float32), np.zeros((2, 3 * sensors), np.float32)))
+    length = window_length_samples(config)
+    classifier.predict(Window(length, np.zeros((length, sensors), np.float32),
+                              np.zeros((length, 3 * sensors), np.float32),
+                              np.zeros((length, 3 * sensors), np.float32), False))
+
+
 def setup_infer(daemon: Daemon):
     config = daemon.config
     classifier = load_classifier(config)
+    warm_up(config, classifier)
     recognizer = Recognizer(config, classifier)
     spec = FrameSpec.from_config(config)
     tracker = SequenceTracker()

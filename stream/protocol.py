@@ -16,6 +16,7 @@ a change that breaks readers bumps ``SCHEMA_VERSION``. No pickle anywhere.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -214,72 +215,80 @@ class FrameEncoder:
         return [TOPIC_FRAME, _pack(header), payload]
 
 
-def decode_frame(parts: list, spec: FrameSpec) -> tuple[FrameHeader, Frame]:
-    """Decode and validate one frame message against the expected layout.
+class FrameDecoder:
+    """Decodes and validates frame messages against one expected layout (built once: a frame is
+    decoded every 13.5 ms, so the expected descriptions are not rebuilt per message)."""
 
-    NaN samples are allowed (a sensor that dropped out: data loss made visible); infinities are not.
-    """
-    _check_topic(parts, TOPIC_FRAME, 3)
-    what = "frame header"
-    header = _unpack(parts[1], what, MAX_HEADER_BYTES)
-    _check_version(header, what)
-    sequence = _int(header, "seq", what)
-    session = _str(header, "session", what)
-    published_wall = _float(header, "t_wall", what)
-    streams = _field(header, "streams", what)
-    if not isinstance(streams, list):
-        raise ProtocolError(f"{what}: streams must be a list")
-    payload = parts[2]
-    payload_length = len(payload)
-    expected = {description["modality"]: description for description in spec.stream_descriptions()}
-    if len(streams) != len(expected):
-        raise ProtocolError(f"{what}: {len(streams)} streams; expected {len(expected)} ({', '.join(expected)})")
-    arrays: dict[str, np.ndarray] = {}
-    first_indices: dict[str, int] = {}
-    for stream in streams:
-        if not isinstance(stream, dict):
-            raise ProtocolError(f"{what}: each stream must be a map")
-        modality = _str(stream, "modality", what)
-        if modality not in expected or modality in arrays:
-            raise ProtocolError(f"{what}: unexpected or repeated modality {modality!r}")
-        description = expected[modality]
-        where = f"{what} stream {modality}"
-        if _str(stream, "dtype", where) != WIRE_DTYPE:
-            raise ProtocolError(f"{where}: dtype {stream['dtype']!r}; expected {WIRE_DTYPE!r} (little-endian float32)")
-        if _rate(stream, "rate", where) != parse_rate(description["rate"]):
-            raise ProtocolError(f"{where}: rate {stream['rate']} Hz; expected {description['rate']} Hz")
-        shape = _field(stream, "shape", where)
-        if shape != description["shape"]:
-            raise ProtocolError(f"{where}: shape {shape!r}; expected {description['shape']}")
-        if _field(stream, "channels", where) != description["channels"]:
-            raise ProtocolError(f"{where}: channel names differ from the configured sensors {spec.sensor_names}")
-        offset = _int(stream, "offset", where)
-        nbytes = shape[0] * shape[1] * 4
-        if offset + nbytes > payload_length:
-            raise ProtocolError(f"{where}: bytes {offset}..{offset + nbytes} are past the {payload_length}-byte payload")
-        first_indices[modality] = _int(stream, "first_index", where)
-        arrays[modality] = (
-            np.frombuffer(payload, dtype=WIRE_DTYPE, count=shape[0] * shape[1], offset=offset)
-            .reshape(shape)
-            .astype(np.float32)  # native order and writeable (frombuffer views are read-only)
-        )
-    if payload_length != sum(array.nbytes for array in arrays.values()):
-        raise ProtocolError(f"frame payload: {payload_length} bytes; the header describes "
-                            f"{sum(array.nbytes for array in arrays.values())}")
-    if first_indices["acc"] != first_indices["gyro"]:
-        raise ProtocolError(f"{what}: acc and gyro first_index differ ({first_indices['acc']} vs {first_indices['gyro']})")
-    for modality, array in arrays.items():
-        if np.isinf(array).any():
-            raise ProtocolError(f"frame {modality}: infinite sample values (NaN marks a dropout; inf is never valid)")
-    frame = Frame(
-        sequence=sequence,
-        emg_first_index=first_indices["emg"],
-        imu_first_index=first_indices["acc"],
-        emg=arrays["emg"],
-        acc=arrays["acc"],
-        gyro=arrays["gyro"],
-    )
-    return FrameHeader(sequence, session, published_wall), frame
+    def __init__(self, spec: FrameSpec):
+        self.spec = spec
+        self.expected = {description["modality"]: description for description in spec.stream_descriptions()}
+        self.rates = {modality: parse_rate(description["rate"]) for modality, description in self.expected.items()}
+
+    def decode(self, parts: list) -> tuple[FrameHeader, Frame]:
+        """NaN samples are allowed (a sensor that dropped out: data loss made visible); infinities are not."""
+        _check_topic(parts, TOPIC_FRAME, 3)
+        what = "frame header"
+        header = _unpack(parts[1], what, MAX_HEADER_BYTES)
+        _check_version(header, what)
+        sequence = _int(header, "seq", what)
+        session = _str(header, "session", what)
+        published_wall = _float(header, "t_wall", what)
+        streams = _field(header, "streams", what)
+        if not isinstance(streams, list):
+            raise ProtocolError(f"{what}: streams must be a list")
+        payload = parts[2]
+        payload_length = len(payload)
+        expected = self.expected
+        if len(streams) != len(expected):
+            raise ProtocolError(f"{what}: {len(streams)} streams; expected {len(expected)} ({', '.join(expected)})")
+        arrays: dict[str, np.ndarray] = {}
+        first_indices: dict[str, int] = {}
+        for stream in streams:
+            if not isinstance(stream, dict):
+                raise ProtocolError(f"{what}: each stream must be a map")
+            modality = _str(stream, "modality", what)
+            if modality not in expected or modality in arrays:
+                raise ProtocolError(f"{what}: unexpected or repeated modality {modality!r}")
+            description = expected[modality]
+            where = f"{what} stream {modality}"
+            if _str(stream, "dtype", where) != WIRE_DTYPE:
+                raise ProtocolError(f"{where}: dtype {stream['dtype']!r}; expected {WIRE_DTYPE!r} (little-endian float32)")
+            rate = _str(stream, "rate", where)
+            if rate != description["rate"] and _rate(stream, "rate", where) != self.rates[modality]:
+                raise ProtocolError(f"{where}: rate {rate} Hz; expected {description['rate']} Hz")
+            shape = _field(stream, "shape", where)
+            if shape != description["shape"]:
+                raise ProtocolError(f"{where}: shape {shape!r}; expected {description['shape']}")
+            if _field(stream, "channels", where) != description["channels"]:
+                raise ProtocolError(f"{where}: channel names differ from the configured sensors {self.spec.sensor_names}")
+            offset = _int(stream, "offset", where)
+            count = shape[0] * shape[1]
+            if offset + 4 * count > payload_length:
+                raise ProtocolError(f"{where}: bytes {offset}..{offset + 4 * count} are past the {payload_length}-byte payload")
+            first_indices[modality] = _int(stream, "first_index", where)
+            # astype: native byte order and writeable (frombuffer views are read-only).
+            arrays[modality] = np.frombuffer(payload, dtype=WIRE_DTYPE, count=count, offset=offset).reshape(shape).astype(np.float32)
+        described = sum(array.nbytes for array in arrays.values())
+        if payload_length != described:
+            raise ProtocolError(f"frame payload: {payload_length} bytes; the header describes {described}")
+        if first_indices["acc"] != first_indices["gyro"]:
+            raise ProtocolError(f"{what}: acc and gyro first_index differ ({first_indices['acc']} vs {first_indices['gyro']})")
+        for modality, array in arrays.items():
+            if np.isinf(array).any():
+                raise ProtocolError(f"frame {modality}: infinite sample values (NaN marks a dropout; inf is never valid)")
+        frame = Frame(sequence=sequence, emg_first_index=first_indices["emg"], imu_first_index=first_indices["acc"],
+                      emg=arrays["emg"], acc=arrays["acc"], gyro=arrays["gyro"])
+        return FrameHeader(sequence, session, published_wall), frame
+
+
+@functools.lru_cache(maxsize=8)
+def _decoder(spec: FrameSpec) -> FrameDecoder:
+    return FrameDecoder(spec)
+
+
+def decode_frame(parts: list, spec: FrameSpec) -> tuple[FrameHeader, Frame]:
+    """Decode and validate one frame message against the expected layout (see ``FrameDecoder``)."""
+    return _decoder(spec).decode(parts)
 
 
 # ---------------------------------------------------------------------------------------- maps

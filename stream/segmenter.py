@@ -32,8 +32,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stream.jit import njit
+
 _IDLE, _ACTIVE, _REFRACTORY = 0, 1, 2
 _BASELINE_FALL_TIME_CONSTANT_S = 1.0
+
+
+@njit
+def _features_kernel(emg, gyro, sensors, energy, motion):
+    # Per sample: mean sEMG envelope over sensors; mean gyroscope magnitude over sensors.
+    for row in range(emg.shape[0]):
+        total = 0.0
+        for column in range(emg.shape[1]):
+            total += emg[row, column]
+        energy[row] = total / emg.shape[1]
+        total = 0.0
+        for sensor in range(sensors):
+            x = gyro[row, 3 * sensor]
+            y = gyro[row, 3 * sensor + 1]
+            z = gyro[row, 3 * sensor + 2]
+            total += math.sqrt(x * x + y * y + z * z)
+        motion[row] = total / sensors
 
 
 @dataclass(frozen=True)
@@ -104,8 +123,11 @@ class Segmenter:
         after a sign that ends in a new arm posture its gravity component stays changed, which would
         hold the segment open long after the movement stopped.
         """
-        energy = emg.mean(axis=1, dtype=np.float64)
-        motion = np.sqrt((gyro.reshape(len(gyro), self.sensor_count, 3).astype(np.float64) ** 2).sum(axis=2)).mean(axis=1)
+        rows = len(emg)
+        energy = np.empty(rows)
+        motion = np.empty(rows)
+        _features_kernel(np.ascontiguousarray(emg, dtype=np.float32), np.ascontiguousarray(gyro, dtype=np.float32),
+                         self.sensor_count, energy, motion)
         return energy, motion
 
     def process(self, block) -> list[Segment]:
