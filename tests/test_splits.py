@@ -182,3 +182,60 @@ def test_summary_counts_signs_signers_and_rates(small_dataset, capsys):
     assert 0.5 <= summary["scan"]["sign_duration_s"]["min"] and summary["scan"]["sign_duration_s"]["max"] <= 1.5
     assert main([str(small_dataset)]) == 0 and "300 isolated" in capsys.readouterr().out
     assert main([str(small_dataset / "recordings")]) == 2
+
+
+def own_recording(signer, label=None, repetition=None, annotations=None, rate=Fraction(10000, 9), seconds=1.0):
+    from stream.recording import Annotation, Recording
+
+    emg_n = int(seconds * rate)
+    imu_n = int(seconds * Fraction(4000, 27))
+    metadata = {"signer": signer}
+    if repetition is not None:
+        metadata["repetition"] = repetition
+    return Recording(emg=np.zeros((emg_n, 2), np.float32), acc=np.zeros((imu_n, 6), np.float32),
+                     gyro=np.zeros((imu_n, 6), np.float32), emg_rate_hz=rate, imu_rate_hz=Fraction(4000, 27),
+                     sensor_names=("a", "b"), metadata=metadata,
+                     annotations=annotations if annotations is not None else [Annotation(label, 100, 900)])
+
+
+def test_index_a_directory_of_own_recordings(tmp_path):
+    from stream.recording import Annotation, write_recording
+    from train.dataset import index_directory, main
+
+    for signer in ("ana", "ben"):
+        (tmp_path / signer).mkdir()
+        for label in ("hello", "water"):
+            for repetition in range(3):
+                write_recording(tmp_path / signer / f"{label}-{repetition}.h5", own_recording(signer, label))
+    write_recording(tmp_path / "ana" / "session.h5", own_recording(
+        "ana", annotations=[Annotation("hello", 10, 200), Annotation("water", 300, 500)], seconds=2.0))
+    assert main(["index", str(tmp_path)]) == 0
+    with open_dataset(tmp_path) as dataset:
+        assert dataset.labels == ("hello", "water") and dataset.signers == ["ana", "ben"]
+        assert len(dataset.isolated()) == 12 and len(dataset.sessions("ana")) == 1
+        assert sorted(e.repetition for e in dataset.isolated() if e.signer == "ben" and e.label == "water") == [0, 1, 2]
+        assert len(dataset.split("within")["test"]) == 4
+        assert dataset.load(dataset.sessions()[0]).annotations[1].label == "water"
+    with pytest.raises(DatasetError, match="already has index.json"):
+        index_directory(tmp_path)
+
+
+def test_indexing_refuses_unusable_recordings(tmp_path):
+    from stream.recording import write_recording
+    from train.dataset import index_directory
+
+    with pytest.raises(DatasetError, match="no recording files"):
+        index_directory(tmp_path)
+    write_recording(tmp_path / "a.h5", own_recording("ana", "hello"))
+    write_recording(tmp_path / "b.h5", own_recording("ana", "hello", rate=Fraction(34000, 27)))
+    with pytest.raises(DatasetError, match=r"b.h5:recording: rates/sensors .* \(mismatched rates or sensors\)"):
+        index_directory(tmp_path)
+    (tmp_path / "b.h5").unlink()
+    recording = own_recording("ana", "hello")
+    recording.metadata = {}
+    write_recording(tmp_path / "c.h5", recording)
+    with pytest.raises(DatasetError, match="c.h5:recording: metadata has no 'signer'"):
+        index_directory(tmp_path)
+    (tmp_path / "c.h5").unlink()
+    with pytest.raises(DatasetError, match="label\\(s\\) 'hello' that --labels does not list"):
+        index_directory(tmp_path, labels=["water"])

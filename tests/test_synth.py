@@ -143,3 +143,11 @@ def test_mains_interference_is_present_at_50_hz(signer):
     at_mains = spectrum[np.argmin(np.abs(frequencies - 50))]
     neighbourhood = spectrum[(np.abs(frequencies - 50) > 5) & (np.abs(frequencies - 50) < 25)]
     assert at_mains > 3 * np.median(neighbourhood)
+
+
+def test_bench_reports_positive_figures():
+    from train.synth.bench import run
+
+    figures = run(recordings=4, frames=50)
+    assert all(value > 0 for value in figures.values())
+    assert figures["synthetic_source_realtime_factor"] > 1.0  # faster than real time, even here
