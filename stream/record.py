@@ -71,11 +71,16 @@ class Recorder:
         self.paths: list[Path] = []
 
     def _open(self):
-        from stream.recording import RecordingWriter
+        from stream.recording import PARTIAL_SUFFIX, RecordingWriter
 
-        self.part += 1
-        path = self.base_path if self.part == 1 else self.base_path.with_name(
-            f"{self.base_path.stem}-part{self.part}{self.base_path.suffix}")
+        while True:
+            self.part += 1
+            path = self.base_path if self.part == 1 else self.base_path.with_name(
+                f"{self.base_path.stem}-part{self.part}{self.base_path.suffix}")
+            # A recorder restarted after a crash finds its predecessor's file (complete or .partial):
+            # go on in the next part instead of failing on every frame.
+            if not path.exists() and not path.with_name(path.name + PARTIAL_SUFFIX).exists():
+                break
         sensors = self.config.sensors
         self.writer = RecordingWriter(path, sensors.names, sensors.emg_rate_hz, sensors.imu_rate_hz,
                                       metadata={**self.metadata, "part": self.part},
