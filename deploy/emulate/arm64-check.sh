@@ -92,6 +92,20 @@ for mount_point in proc sys dev; do
         MOUNTED+=("$ROOTFS/$mount_point")
     fi
 done
+# Under qemu user mode /proc/cpuinfo is the HOST's (x86): LiteRT's CPU detection (XNNPACK's
+# cpuinfo) finds no ARM "CPU part" there and crashes with SIGSEGV while creating the interpreter.
+# A Raspberry Pi 4's CPU description (Cortex-A72, one entry per host CPU, so that it agrees with
+# /sys/devices/system/cpu) is bound over it. A real Pi has its own: this is emulation only.
+CPUINFO="$LOG_DIR/cpuinfo-pi4"
+for cpu in $(seq 0 $(( $(nproc --all) - 1 ))); do
+    printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$cpu"
+    printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n'
+done > "$CPUINFO"
+printf 'Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B (cpuinfo written by arm64-check.sh)\n' >> "$CPUINFO"
+if ! grep -q "CPU part" "$ROOTFS/proc/cpuinfo"; then
+    mount --bind "$CPUINFO" "$ROOTFS/proc/cpuinfo"
+    MOUNTED+=("$ROOTFS/proc/cpuinfo")
+fi
 in_root() { $RUN chroot "$ROOTFS" "$@"; }
 
 if stage "3. arm64 wheels for the runtime (downloaded on the host)"; then
@@ -146,6 +160,14 @@ as_service() {
         env -i PATH=/usr/bin:/bin HOME=/var/lib/signstream PYTHONUNBUFFERED=1 \
         NUMBA_CACHE_DIR=/var/cache/signstream/numba "$@"
 }
+# In the background, exec all the way down (nice -> chroot -> env -> python): $! is the daemon
+# itself, so stopping it by that PID leaves no emulated process behind.
+as_service_in_background() {  # log file, command...
+    local log="$1"; shift
+    ( exec $RUN chroot --userspec="$SIGNSTREAM_UID:$SIGNSTREAM_GID" "$ROOTFS" \
+        env -i PATH=/usr/bin:/bin HOME=/var/lib/signstream PYTHONUNBUFFERED=1 \
+        NUMBA_CACHE_DIR=/var/cache/signstream/numba "$@" ) > "$log" 2>&1 &
+}
 
 stage "7. numba compile time and inference latency (EMULATED)"
 rm -rf "$ROOTFS/var/cache/signstream/numba/"*
@@ -159,7 +181,7 @@ stage "8. replay through the daemons (as user signstream, EMULATED)"
     --out "$ROOTFS/var/lib/signstream/replay.h5" > "$LOG_DIR/replay-truth.txt"
 chown "$SIGNSTREAM_UID:$SIGNSTREAM_GID" "$ROOTFS/var/lib/signstream/replay.h5"
 # The root shares the host's network: fresh loopback ports, so nothing else on the host collides.
-"$HOST_PYTHON" - "$ROOTFS/etc/signstream/signstream.toml" "$ROOTFS/etc/signstream/replay.toml" <<'EOF'
+"$HOST_PYTHON" - "$ROOTFS/etc/signstream/signstream.toml.default" "$ROOTFS/etc/signstream/replay.toml" <<'EOF'
 import re, socket, sys
 text = open(sys.argv[1]).read()
 def free_port():
@@ -176,7 +198,7 @@ EOF
 chmod 0644 "$ROOTFS/etc/signstream/replay.toml"
 REPLAY_CONFIG=/etc/signstream/replay.toml
 start_daemon() {  # name: started like its unit's ExecStart, logs to LOG_DIR/NAME.log
-    as_service "/opt/signstream/venv/bin/$1" --config "$REPLAY_CONFIG" > "$LOG_DIR/$1.log" 2>&1 &
+    as_service_in_background "$LOG_DIR/$1.log" "/opt/signstream/venv/bin/$1" --config "$REPLAY_CONFIG"
     DAEMON_PIDS+=($!)
 }
 wait_ready() {  # name: its log shows the daemon loop running (start-up is slow under emulation)
@@ -188,20 +210,22 @@ wait_ready() {  # name: its log shows the daemon loop running (start-up is slow 
     echo "$1 ready after $(( $(date +%s) - $2 )) s (EMULATED start-up: imports, model load, numba cache)"
 }
 SUBSCRIBE_TIMEOUT=$(( REPLAY_S + 600 ))
-as_service /opt/signstream/venv/bin/stream-subscribe --config "$REPLAY_CONFIG" --status \
-    --timeout "$SUBSCRIBE_TIMEOUT" > "$LOG_DIR/events.jsonl" 2> "$LOG_DIR/stream-subscribe.log" &
+( exec $RUN chroot --userspec="$SIGNSTREAM_UID:$SIGNSTREAM_GID" "$ROOTFS" env -i PATH=/usr/bin:/bin \
+    /opt/signstream/venv/bin/stream-subscribe --config "$REPLAY_CONFIG" --status --timeout "$SUBSCRIBE_TIMEOUT" \
+  ) > "$LOG_DIR/events.jsonl" 2> "$LOG_DIR/stream-subscribe.log" &
 SUBSCRIBER=$!
+DAEMON_PIDS+=("$SUBSCRIBER")
 # Consumers first, so that no replayed frame is published before infer listens.
 started=$(date +%s); start_daemon stream-sink; wait_ready stream-sink "$started"
 started=$(date +%s); start_daemon stream-infer; wait_ready stream-infer "$started"
 started=$(date +%s); start_daemon stream-acquire
-ACQUIRE_PID=${DAEMON_PIDS[2]}
+ACQUIRE_PID=${DAEMON_PIDS[3]}
 # With loop = false the acquire daemon may end with the recording; otherwise stop after it.
 while kill -0 "$ACQUIRE_PID" 2>/dev/null && [ $(( $(date +%s) - started )) -lt $(( REPLAY_S + 60 )) ]; do
     sleep 2
 done
 sleep 10                                   # let infer and sink drain
-for pid in "${DAEMON_PIDS[@]}" "$SUBSCRIBER"; do kill -TERM "$pid" 2>/dev/null || true; done
+for pid in "${DAEMON_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 wait || true
 DAEMON_PIDS=()
 echo "replay ran $(( $(date +%s) - started )) s wall for $REPLAY_S s of recording"
