@@ -17,6 +17,7 @@ BENCH_MODULES = [
     "stream.dsp.bench",
     "stream.trigno.bench",
     "train.synth.bench",
+    "stream.pipeline_bench",
 ]
 
 
