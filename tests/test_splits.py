@@ -239,3 +239,11 @@ def test_indexing_refuses_unusable_recordings(tmp_path):
     (tmp_path / "c.h5").unlink()
     with pytest.raises(DatasetError, match="label\\(s\\) 'hello' that --labels does not list"):
         index_directory(tmp_path, labels=["water"])
+
+
+def test_calibration_proxy_is_far_above_chance(small_dataset):
+    from train.synth.calibrate import evaluate_dataset
+
+    result = evaluate_dataset(str(small_dataset))  # 1 training + 1 validation repetition per sign here
+    assert 0.3 < result["within_test"] <= 1.0  # chance is 0.02
+    assert set(result["loso_folds"]) == {"signer-01", "signer-02"}

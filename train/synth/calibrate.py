@@ -6,7 +6,8 @@ standardised features (a linear discriminant), argmax. It is NOT the project's m
 the data are in a sensible regime (neither trivial nor impossible; within-signer well above
 leave-one-signer-out) in seconds, before the teachers are trained.
 
-    python -m train.synth.calibrate DIR            # on a generated dataset's saved splits
+    python -m train.synth.calibrate DIR                  # on a generated dataset's saved splits
+    python -m train.synth.calibrate DIR --model-inputs   # on the model's preprocessed 2 s windows
 """
 
 from __future__ import annotations
@@ -45,6 +46,33 @@ def proxy_features(recording: Recording) -> dict[str, np.ndarray]:
     return {name: np.nan_to_num(np.concatenate(values)) for name, values in features.items()}
 
 
+def model_input_features(recording: Recording, config, segments: int = 16,
+                         hold_off_s: float | None = None) -> dict[str, np.ndarray]:
+    """Per modality, means over ``segments`` time segments of the window the model would classify:
+    the preprocessed (stream.dsp) 2 s window ending ``hold_off_s`` after the annotated sign end, its
+    missing start filled with the recording's own lead rest mirrored (as train.distill does)."""
+    from stream.dsp.preprocess import Preprocessor
+    from stream.dsp.windows import window_length_samples
+    from stream.rates import sample_index_at
+
+    model_rate = config.preprocess.model_rate_hz
+    hold_off_s = config.segmentation.hold_off_s if hold_off_s is None else hold_off_s
+    block = Preprocessor(config).process_recording(recording.emg, recording.acc, recording.gyro,
+                                                   recording.emg_first_index, recording.imu_first_index)
+    length = window_length_samples(config)
+    annotation = recording.annotations[0]
+    end = sample_index_at(annotation.end_index / recording.emg_rate_hz, model_rate) + round(hold_off_s * float(model_rate))
+    end = min(end - block.first_index, block.emg.shape[0])
+    start = end - length
+    features = {}
+    for name in ("emg", "acc", "gyro"):
+        values = np.nan_to_num(getattr(block, name)[max(start, 0):end])
+        if start < 0:
+            values = np.pad(values, ((-start, 0), (0, 0)), mode="symmetric")
+        features[name] = np.concatenate([part.mean(axis=0) for part in np.array_split(values, segments)])
+    return features
+
+
 def ridge_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
                    classes: int, penalty: float = 1.0) -> float:
     mean, scale = train_x.mean(axis=0), train_x.std(axis=0) + 1e-6
@@ -81,13 +109,18 @@ def evaluate(features: dict[str, dict[str, np.ndarray]], labels: dict[str, int],
     return {key: (round(value, 4) if isinstance(value, float) else value) for key, value in result.items()}
 
 
-def evaluate_dataset(directory: str) -> dict:
+def evaluate_dataset(directory: str, model_inputs: bool = False) -> dict:
     from train.dataset import open_dataset
 
+    if model_inputs:
+        from stream.config import load_config
+
+        config = load_config()
     with open_dataset(directory) as dataset:
         features, labels = {}, {}
         for entry in dataset.isolated():
-            features[entry.id] = proxy_features(dataset.load(entry))
+            recording = dataset.load(entry)
+            features[entry.id] = model_input_features(recording, config) if model_inputs else proxy_features(recording)
             labels[entry.id] = dataset.label_index(entry.label)
         return evaluate(features, labels, dataset.splits, len(dataset.labels))
 
@@ -95,9 +128,12 @@ def evaluate_dataset(directory: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.synth.calibrate", description=__doc__.splitlines()[0])
     parser.add_argument("directory")
+    parser.add_argument("--model-inputs", action="store_true",
+                        help="features from the model's own preprocessed 2 s window (stream.dsp, default config) "
+                             "instead of the annotated span")
     arguments = parser.parse_args(argv)
     try:
-        print(json.dumps(evaluate_dataset(arguments.directory), indent=1))
+        print(json.dumps(evaluate_dataset(arguments.directory, arguments.model_inputs), indent=1))
     except ValueError as error:
         print(f"train.synth.calibrate: {error}", file=sys.stderr)
         return 2
