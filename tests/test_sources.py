@@ -155,3 +155,14 @@ def test_replay_refuses_mismatched_recordings(tmp_path):
         ReplaySource(replay_config(tmp_path / "names.h5"))
     with pytest.raises(ValueError, match="no such file"):
         ReplaySource(replay_config(tmp_path / "absent.h5"))
+
+
+def test_sources_import_neither_scipy_nor_tensorflow():
+    """The demo runs the simulator on a Pi: it must stay numpy + h5py only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, stream.sources.synthetic, stream.sources.replay; "
+            "print(sorted(m for m in ('scipy', 'tensorflow', 'numba') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
