@@ -5,11 +5,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stream.frames import Frame
 from stream.recording import ALL_SENSORS, PARTIAL_SUFFIX, Gap, RecordingError, RecordingWriter, read_recording
@@ -101,3 +104,25 @@ def test_a_killed_writer_leaves_earlier_recordings_intact_and_its_flushed_data_r
     assert partial.emg.shape == (15 * 90, 2)  # the last 5 frames were never flushed
     np.testing.assert_array_equal(partial.emg[-15:], frame(89).emg)
     assert [a.label for a in partial.annotations] == ["hello"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flush=st.integers(1, 40), first=st.integers(0, 500),
+       lost=st.sets(st.integers(1, 78), max_size=10), total=st.integers(1, 80))
+def test_any_flush_interval_and_loss_pattern_gives_the_same_file(tmp_path, flush, first, lost, total):
+    """Streaming (flush every N frames, frames lost anywhere) equals the one-shot expectation."""
+    path = Path(tempfile.mkdtemp(dir=tmp_path)) / "h.h5"  # one directory per example
+    kept = [k for k in range(total) if k == 0 or k not in lost]
+    with RecordingWriter(path, SENSORS, flush_interval_frames=flush) as writer:
+        for k in kept:
+            writer.append_frame(frame(first + k))
+    recording = read_recording(path)
+    assert recording.emg_first_index == 15 * first and recording.imu_first_index == 2 * first
+    emitted = range(kept[0], kept[-1] + 1)
+    expected = np.concatenate([frame(first + k).emg if k in kept else np.full((15, 2), np.nan, np.float32)
+                               for k in emitted])
+    np.testing.assert_array_equal(recording.emg, expected)
+    missing = sorted(set(emitted) - set(kept))
+    assert sum(gap.emg_end - gap.emg_start for gap in recording.gaps) == 15 * len(missing)
+    for gap in recording.gaps:
+        assert gap.sensor == ALL_SENSORS and np.isnan(recording.emg[gap.emg_start - 15 * first:gap.emg_end - 15 * first]).all()
