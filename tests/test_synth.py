@@ -151,3 +151,15 @@ def test_bench_reports_positive_figures():
     figures = run(recordings=4, frames=50)
     assert all(value > 0 for value in figures.values())
     assert figures["synthetic_source_realtime_factor"] > 1.0  # faster than real time, even here
+
+
+def test_command_line_generates_and_refuses_bad_arguments(tmp_path, capsys):
+    from train.synth.__main__ import main
+
+    out = tmp_path / "cli"
+    assert main(["--out", str(out), "--signers", "1", "--repetitions", "3", "--sessions", "0", "--seed", "7"]) == 0
+    captured = capsys.readouterr()
+    assert '"recordings": 150' in captured.out and "150/150 recordings" in captured.err  # progress on stderr
+    assert main(["--out", str(out), "--signers", "1", "--repetitions", "3"]) == 2
+    assert "never overwritten" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "bad"), "--signers", "0"]) == 2
