@@ -17,7 +17,8 @@ Per model-rate sample (13.5 ms):
   does not count), or when the motion ratio reaches its *on* threshold. It ends when both have
   stayed below their *off* thresholds (or sEMG below ``release_fraction`` of the sign's peak: two
   signs joined by a held transition) for ``hold_off_s``; the sign's end is the first quiet sample.
-  Only true rest (both below their off thresholds, no sign under way) updates the baselines.
+  Only true rest (both ratios below ``baseline_update_ratio``, no sign under way) updates the
+  baselines: a held posture between signs must not become the new rest.
   Shorter than ``min_sign_s``: dropped (a twitch). Longer than ``max_sign_s``: cut there and
   reported, then no new sign starts until the activity has fallen below the off thresholds.
 - A sample marked invalid (a gap or NaN upstream) or a jump in the indices abandons the sign under
@@ -176,7 +177,8 @@ class Segmenter:
                 if loud and not warming_up:
                     state.mode, state.start_index, state.quiet_samples = _ACTIVE, index, 0
                     state.peak_emg = state.emg_level
-                elif warming_up or (emg_ratio < configuration.emg_off_threshold and motion_quiet):
+                elif warming_up or (emg_ratio < configuration.baseline_update_ratio
+                                    and motion_ratio < configuration.baseline_update_ratio):
                     # Only true rest teaches the baseline: not a held posture, not a fidget.
                     self._track_baselines(state, warming_up)
             elif state.mode == _ACTIVE:
