@@ -85,11 +85,12 @@ def _branch(keras, tensor, spec: BranchSpec, prefix: str):
     return layers.LSTM(spec.lstm_units, name=f"{prefix}_lstm2")(tensor)
 
 
-def _head(keras, tensor, classes: int, dropout: float):
+def _head(keras, tensor, classes: int, dropout: float, prefix: str = ""):
+    # Teachers prefix their head layers with the modality, so all three fit in one ensemble model.
     layers = keras.layers
-    tensor = layers.BatchNormalization(name="batch_norm")(tensor)
-    tensor = layers.Dropout(dropout, name="dropout")(tensor)
-    return layers.Dense(classes, name="logits")(tensor)
+    tensor = layers.BatchNormalization(name=f"{prefix}batch_norm")(tensor)
+    tensor = layers.Dropout(dropout, name=f"{prefix}dropout")(tensor)
+    return layers.Dense(classes, name=f"{prefix}logits")(tensor)
 
 
 def _inputs(keras, names, input_spec: InputSpec, batch_size: int | None):
@@ -105,7 +106,7 @@ def build_teacher(modality: str, input_spec: InputSpec = InputSpec(), spec: Bran
     keras = _keras()
     (model_input,) = _inputs(keras, [modality], input_spec, batch_size)
     features = _branch(keras, model_input, spec, modality)
-    logits = _head(keras, features, input_spec.classes, spec.dropout)
+    logits = _head(keras, features, input_spec.classes, spec.dropout, prefix=f"{modality}_")
     return keras.Model(model_input, logits, name=f"teacher_{modality}")
 
 
@@ -121,7 +122,7 @@ def build_student(input_spec: InputSpec = InputSpec(), spec: BranchSpec = STUDEN
     return keras.Model(model_inputs, logits, name="student")
 
 
-def inference_model(trained, rebuild, batch_size: int = 1):
+def inference_model(trained, rebuild, batch_size: int = 1, output_name: str = "probabilities"):
     """A copy of ``trained`` with a fixed batch size and a softmax output, for TFLite export.
 
     ``rebuild(batch_size=...)`` must build the same architecture; the weights are copied over. A fixed
@@ -130,8 +131,21 @@ def inference_model(trained, rebuild, batch_size: int = 1):
     keras = _keras()
     fixed = rebuild(batch_size=batch_size)
     fixed.set_weights(trained.get_weights())
-    probabilities = keras.layers.Softmax(name="probabilities")(fixed.output)
+    probabilities = keras.layers.Softmax(name=output_name)(fixed.output)
     return keras.Model(fixed.inputs, probabilities, name=f"{trained.name}_inference")
+
+
+def ensemble_inference_model(teachers, input_spec: InputSpec = InputSpec(), spec: BranchSpec = TEACHER_BRANCH,
+                             batch_size: int = 1):
+    """All teachers in one model: each on its modality, probabilities averaged (the ensemble)."""
+    keras = _keras()
+    fixed = [inference_model(teacher, lambda batch_size, name=teacher.input_names[0]: build_teacher(
+        name, input_spec, spec, batch_size=batch_size), batch_size, f"{teacher.input_names[0]}_probabilities")
+        for teacher in teachers]
+    inputs = [model.inputs[0] for model in fixed]
+    outputs = [model.output for model in fixed]
+    average = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="ensemble")(outputs)
+    return keras.Model(inputs, average, name="teacher_ensemble_inference")
 
 
 def trainable_parameters(model) -> int:

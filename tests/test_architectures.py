@@ -8,7 +8,8 @@ import pytest
 tf_keras = pytest.importorskip("tf_keras")
 
 from models.architectures import (  # noqa: E402
-    STUDENT_BRANCH, TEACHER_BRANCH, BranchSpec, InputSpec, build_student, build_teacher, inference_model,
+    STUDENT_BRANCH, TEACHER_BRANCH, BranchSpec, InputSpec, build_student, build_teacher, ensemble_inference_model,
+    inference_model,
     parameter_table, trainable_parameters,
 )
 
@@ -35,7 +36,7 @@ def test_teacher_layers_follow_the_reference_order():
     convolutions = [layer for layer in model.layers if type(layer).__name__ == "Conv1D"]
     assert all(layer.activation.__name__ == "sigmoid" for layer in convolutions)
     assert [layer.pool_size[0] for layer in model.layers if "Pooling" in type(layer).__name__] == [3, 3]
-    assert model.get_layer("dropout").rate == pytest.approx(0.2)
+    assert model.get_layer("emg_dropout").rate == pytest.approx(0.2)
     assert model.input_names == ["emg"] and model.output_shape == (None, 4)
 
 
@@ -88,3 +89,17 @@ def test_unknown_modality_is_refused():
         build_teacher("magnetometer", TINY)
     with pytest.raises(ValueError, match="unknown modalities"):
         InputSpec(channels={"mag": 3})
+
+
+def test_ensemble_model_averages_the_teachers_probabilities():
+    spec = BranchSpec(filters=(3, 4), lstm_units=5)
+    teachers = [build_teacher(name, TINY, spec) for name in TINY.channels]
+    rng = np.random.default_rng(1)
+    for teacher in teachers:
+        teacher.set_weights([rng.normal(size=weight.shape).astype(np.float32) for weight in teacher.get_weights()])
+    ensemble = ensemble_inference_model(teachers, TINY, spec)
+    inputs = {name: rng.normal(size=(1, 18, channels)).astype(np.float32) for name, channels in TINY.channels.items()}
+    expected = np.mean([tf_keras.activations.softmax(teacher(inputs[teacher.input_names[0]], training=False)).numpy()
+                        for teacher in teachers], axis=0)
+    got = ensemble([inputs[name] for name in ensemble.input_names], training=False).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

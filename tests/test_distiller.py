@@ -115,8 +115,8 @@ def test_student_learns_the_teacher_not_the_label_when_alpha_is_zero():
     # The wiring check (an early keras-io example swapped teacher and student): a teacher that
     # always says class 2 must pull the student to class 2 even though every label is 0.
     teacher = build_teacher("emg", TINY, SMALL)
-    weights = teacher.get_layer("logits").get_weights()
-    teacher.get_layer("logits").set_weights([np.zeros_like(weights[0]), np.array([0, 0, 6.0, 0], np.float32)])
+    weights = teacher.get_layer("emg_logits").get_weights()
+    teacher.get_layer("emg_logits").set_weights([np.zeros_like(weights[0]), np.array([0, 0, 6.0, 0], np.float32)])
     distiller = compiled_distiller([teacher], alpha=0.0, temperature=1.0)
     inputs, _ = tiny_data(seed=7)
     distiller.fit(inputs, np.zeros(24, dtype=np.int64), epochs=25, batch_size=8, verbose=0)

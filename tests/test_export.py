@@ -11,7 +11,7 @@ tf_keras = pytest.importorskip("tf_keras")
 
 from models.architectures import BranchSpec, InputSpec, build_student, inference_model  # noqa: E402
 from stream.classifier import TFLiteModel  # noqa: E402
-from train.distill.export import check_exported, convert  # noqa: E402
+from train.distill.export import Exporter, check_exported, convert  # noqa: E402
 
 # Channel counts differ per modality so that a mix-up of inputs cannot go unnoticed.
 TINY = InputSpec(window_samples=18, channels={"emg": 2, "acc": 3, "gyro": 5}, classes=4)
@@ -37,10 +37,10 @@ class ConvertedModels(dict):
 
     def __init__(self, fixed, inputs):
         super().__init__()
-        self.fixed, self.inputs = fixed, inputs
+        self.exporter, self.inputs = Exporter(fixed), inputs
 
     def __missing__(self, variant):
-        self[variant] = convert(self.fixed, variant, representative=self.inputs)
+        self[variant] = self.exporter.convert(variant, representative=self.inputs)
         return self[variant]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -31,5 +32,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+_NUMBER_LIST = re.compile(r"\[\s*(-?[\d.eE+-]+(?:,\s*-?[\d.eE+-]+)*)\s*\]")
+
+
+def json_text(document: object) -> str:
+    """Indented JSON with lists of numbers on one line (confusion matrices stay readable)."""
+    text = json.dumps(document, indent=1, sort_keys=False)
+    return _NUMBER_LIST.sub(lambda match: "[" + ", ".join(item.strip() for item in match.group(1).split(",")) + "]", text) + "\n"
+
+
 def atomic_write_json(path: Path, document: object) -> None:
-    atomic_write_text(path, json.dumps(document, indent=1, sort_keys=False) + "\n")
+    atomic_write_text(path, json_text(document))

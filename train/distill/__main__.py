@@ -1,0 +1,271 @@
+"""python -m train.distill --data DIR --out DIR [--protocol within|loso] [--seed N] [--quick]
+
+1. windows from the dataset through the DSP Preprocessor (train.distill.data);
+2. one teacher per modality, evaluated alone and as an ensemble (mean of probabilities);
+3. the student: from scratch, from the best single teacher, from all teachers (mean and CA-MKD
+   weighted soft targets), all from the same initial weights;
+4. TFLite export of the chosen student (float32, dynamic range, int8) and of the teacher ensemble
+   (float32), checked against Keras on the test windows, timed single-threaded under LiteRT;
+5. OUT/model_card.json + the .tflite files (written last, atomically), OUT/results.json,
+   OUT/report.md with PNG plots.
+Ctrl-C stops at once and leaves no half-written file in OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("train.distill")
+
+MODEL_NAMES = ("teacher_emg", "teacher_acc", "teacher_gyro", "teacher_ensemble", "student_scratch",
+               "student_kd_single", "student_kd_mean", "student_kd_weighted")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train.distill", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, type=Path, help="dataset directory (train.dataset format)")
+    parser.add_argument("--out", required=True, type=Path, help="output directory (model, card, report)")
+    parser.add_argument("--protocol", choices=("within", "loso"), default="within",
+                        help="within: split by repetition; loso: leave one signer out")
+    parser.add_argument("--held-out-signer", default=None,
+                        help="loso: the test signer (default: the seed-th signer, cycling)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a small subset and few epochs (about 2 min on 2 cores)")
+    parser.add_argument("--config", type=Path, default=None, help="TOML config (preprocessing); default: shipped")
+    parser.add_argument("--cache", type=Path, default=None, help="cache preprocessed windows here (npz)")
+    parser.add_argument("--teacher-epochs", type=int, default=None)
+    parser.add_argument("--student-epochs", type=int, default=None)
+    parser.add_argument("--alpha", type=float, default=0.3, help="weight of the hard-label loss")
+    parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--allow-unbalanced", action="store_true")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return parser
+
+
+def quick_subset(entries, per_label: int):
+    """The first ``per_label`` recordings of each label (in split order): a fixed, balanced subset."""
+    taken: dict[str, int] = {}
+    chosen = []
+    for entry in entries:
+        if taken.get(entry.label, 0) < per_label:
+            taken[entry.label] = taken.get(entry.label, 0) + 1
+            chosen.append(entry)
+    return chosen
+
+
+def load_windows(arguments, config, dataset):
+    from train.distill.data import check_balance, load_window_set, plan_from_config
+
+    if arguments.protocol == "within":
+        held_out = None
+    else:
+        signers = dataset.signers
+        held_out = arguments.held_out_signer or signers[arguments.seed % len(signers)]
+    split = dataset.split(arguments.protocol, held_out_signer=held_out)
+    split = {part: [entry for entry in entries if entry.kind == "isolated"] for part, entries in split.items()}
+    if arguments.quick:
+        split = {part: quick_subset(entries, {"train": 6, "val": 2, "test": 2}[part]) for part, entries in split.items()}
+    plan = plan_from_config(config)
+    if arguments.quick:
+        windows = {part: load_window_set(dataset, entries, config, plan, None) for part, entries in split.items()}
+    else:
+        # Every isolated recording once (cached across runs), then each part by id.
+        everything = load_window_set(dataset, dataset.isolated(), config, plan, arguments.cache)
+        row_of = {identifier: row for row, identifier in enumerate(everything.ids.tolist())}
+        windows = {part: everything.subset(np.array([row_of[entry.id] for entry in entries if entry.id in row_of],
+                                                    dtype=np.int64))
+                   for part, entries in split.items()}
+    # Training needs every label, in fair proportions; val/test only need to be non-empty (a
+    # recording dropped for a sensor dropout must not stop a run).
+    check_balance(windows["train"].labels, dataset.labels, "train",
+                  max_ratio=np.inf if arguments.allow_unbalanced else 3.0)
+    summary = {part: {"recordings": len(split[part]), "windows": len(window_set),
+                      "padded_windows": int((window_set.padded > 0).sum()),
+                      "padded_samples_median": float(np.median(window_set.padded))}
+               for part, window_set in windows.items()}
+    return windows, {"protocol": arguments.protocol, "held_out_signer": held_out, "plan": plan.__dict__,
+                     "parts": summary}
+
+
+def run(arguments) -> dict:
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from models.architectures import (
+        STUDENT_BRANCH, TEACHER_BRANCH, InputSpec, build_student, build_teacher, ensemble_inference_model,
+        inference_model, trainable_parameters,
+    )
+    from stream.config import load_config
+    from stream.dsp.preprocess import preprocessing_hash, preprocessing_spec
+    from train.dataset import open_dataset
+    from train.distill import card as card_module
+    from train.distill.export import Exporter, check_exported, convert
+    from train.distill.report import write_report
+    from train.distill.training import (
+        FitOptions, classification_metrics, distribution_strategy, fit_student, fit_teacher, predict_probabilities,
+    )
+
+    started = time.monotonic()
+    config = load_config(arguments.config)
+    dataset = open_dataset(arguments.data)
+    windows, data_summary = load_windows(arguments, config, dataset)
+    log.info("windows: %s", {part: len(window_set) for part, window_set in windows.items()})
+    classes = len(dataset.labels)
+    input_spec = InputSpec(window_samples=windows["train"].window_samples, channels=dict(windows["train"].channels),
+                           classes=classes)
+    quick = arguments.quick
+    teacher_options = FitOptions(epochs=arguments.teacher_epochs or (12 if quick else 25), patience=8)
+    student_options = FitOptions(epochs=arguments.student_epochs or (12 if quick else 35), patience=8)
+    keras.utils.set_random_seed(arguments.seed)
+    strategy = distribution_strategy()
+    test_inputs, test_labels = windows["test"].windows(), windows["test"].labels
+    val_inputs, val_labels = windows["val"].windows(), windows["val"].labels
+    results = {"models": {}, "histories": {}}
+
+    def record(name, model_or_probabilities):
+        measured = {}
+        for part, inputs, labels in (("val", val_inputs, val_labels), ("test", test_inputs, test_labels)):
+            probabilities = (model_or_probabilities[part] if isinstance(model_or_probabilities, dict)
+                             else predict_probabilities(model_or_probabilities, inputs))
+            measured[part] = classification_metrics(probabilities, labels, classes)
+        results["models"][name] = measured
+        log.info("%s: val %.3f test %.3f (macro-F1 %.3f)", name, measured["val"]["accuracy"],
+                 measured["test"]["accuracy"], measured["test"]["macro_f1"])
+
+    # 1-2. Teachers and their ensemble.
+    teachers = {}
+    for modality in input_spec.channels:
+        with strategy.scope():
+            teacher = build_teacher(modality, input_spec, TEACHER_BRANCH)
+        results["histories"][f"teacher_{modality}"] = fit_teacher(teacher, windows["train"], windows["val"],
+                                                                  teacher_options, arguments.seed)
+        record(f"teacher_{modality}", teacher)
+        teachers[modality] = teacher
+    ensemble = {part: np.mean([predict_probabilities(teacher, inputs) for teacher in teachers.values()], axis=0)
+                for part, inputs in (("val", val_inputs), ("test", test_inputs))}
+    record("teacher_ensemble", ensemble)
+    best_modality = max(teachers, key=lambda name: results["models"][f"teacher_{name}"]["val"]["accuracy"])
+
+    # 3. Students, all from the same initial weights.
+    with strategy.scope():
+        student = build_student(input_spec, STUDENT_BRANCH)
+    initial = student.get_weights()
+    variants = {"student_scratch": ((), "mean"), "student_kd_single": ((teachers[best_modality],), "mean"),
+                "student_kd_mean": (tuple(teachers.values()), "mean"),
+                "student_kd_weighted": (tuple(teachers.values()), "weighted")}
+    student_weights = {}
+    for name, (variant_teachers, aggregation) in variants.items():
+        student.set_weights(initial)
+        with strategy.scope():
+            results["histories"][name] = fit_student(
+                student, windows["train"], windows["val"], student_options, arguments.seed, teachers=variant_teachers,
+                aggregation=aggregation, alpha=arguments.alpha, temperature=arguments.temperature)
+        record(name, student)
+        student_weights[name] = student.get_weights()
+    shipped = max(("student_kd_mean", "student_kd_weighted"), key=lambda name: results["models"][name]["val"]["accuracy"])
+    student.set_weights(student_weights[shipped])
+    log.info("shipping %s (best multi-teacher student on validation)", shipped)
+
+    # 4. Export and check.
+    student_inference = inference_model(student, functools.partial(build_student, input_spec, STUDENT_BRANCH))
+    keras_test = predict_probabilities(student, test_inputs)
+    train_inputs = windows["train"].windows()
+    calibration_rows = np.random.default_rng(arguments.seed).permutation(len(windows["train"]))[:200]
+    representative = {name: array[calibration_rows] for name, array in train_inputs.items()}
+    model_files, exported = {}, {}
+    repeats = 100 if quick else 500
+    exporter = Exporter(student_inference)
+    for variant in ("float32", "dynamic_range", "int8"):
+        model_files[variant] = exporter.convert(variant, representative)
+        check = check_exported(model_files[variant], keras_test, test_inputs, test_labels, repeats, f"student {variant}")
+        check.pop("probabilities")
+        exported[variant] = check
+    teachers_inference = ensemble_inference_model(list(teachers.values()), input_spec, TEACHER_BRANCH)
+    teachers_bytes = convert(teachers_inference, "float32")
+    teachers_check = check_exported(teachers_bytes, ensemble["test"], test_inputs, test_labels, repeats, "teachers")
+    teachers_check.pop("probabilities")
+    exported["teacher_ensemble_float32"] = teachers_check
+
+    parameters = {name: trainable_parameters(teacher) for name, teacher in
+                  ((f"teacher_{modality}", teacher) for modality, teacher in teachers.items())}
+    parameters["teacher_ensemble"] = sum(parameters.values())
+    parameters["student"] = trainable_parameters(student)
+    sizes = {"student_float32": len(model_files["float32"]), "student_dynamic_range": len(model_files["dynamic_range"]),
+             "student_int8": len(model_files["int8"]), "teacher_ensemble_float32": len(teachers_bytes)}
+    sizes["compression_float32"] = round(sizes["teacher_ensemble_float32"] / sizes["student_float32"], 2)
+    sizes["compression_dynamic_range"] = round(sizes["teacher_ensemble_float32"] / sizes["student_dynamic_range"], 2)
+    sizes["compression_int8"] = round(sizes["teacher_ensemble_float32"] / sizes["student_int8"], 2)
+
+    summary = {name: {part: {key: value for key, value in results["models"][name][part].items() if key != "confusion"}
+                      for part in ("val", "test")} for name in results["models"]}
+    seconds = round(time.monotonic() - started, 1)
+    training = {
+        "command": " ".join(["python -m train.distill", *sys.argv[1:]]),
+        "seed": arguments.seed, "quick": quick, "dataset": str(arguments.data.resolve()),
+        "dataset_provenance": {key: value for key, value in dataset.provenance.items() if key != "vocabulary"},
+        "data": data_summary, "shipped_variant": shipped, "best_single_teacher": f"teacher_{best_modality}",
+        "alpha": arguments.alpha, "temperature": arguments.temperature,
+        "teacher_fit": teacher_options.__dict__, "student_fit": student_options.__dict__,
+        "teacher_branch": TEACHER_BRANCH.__dict__, "student_branch": STUDENT_BRANCH.__dict__,
+        "seconds_per_model": {name: history["seconds"] for name, history in results["histories"].items()},
+        "total_seconds": seconds, "devices": [device.name for device in tf.config.list_logical_devices()],
+        "replicas": strategy.num_replicas_in_sync,
+    }
+    metrics = {"summary": summary, "confusion": {name: {part: results["models"][name][part]["confusion"]
+                                                        for part in ("val", "test")} for name in results["models"]},
+               "exported": exported, "sizes_bytes": sizes}
+    card = card_module.build_card(
+        labels=dataset.labels, input_spec=input_spec, model_rate_hz=config.preprocess.model_rate_hz,
+        window_s=config.window.length_s, preprocessing_spec=preprocessing_spec(config),
+        preprocessing_hash=preprocessing_hash(config), model_files=model_files, metrics=metrics, training=training,
+        parameters=parameters,
+        description=f"three-branch LSTM student distilled from per-modality teachers ({shipped}), seed {arguments.seed}")
+    # 5. Results, report, then the model files and the card last.
+    out = arguments.out
+    from train.distill.atomic import atomic_write_json
+    atomic_write_json(out / "results.json", {"summary": summary, "exported": exported, "sizes_bytes": sizes,
+                                             "parameters": parameters, "training": training,
+                                             "histories": results["histories"], "labels": list(dataset.labels),
+                                             "confusion": metrics["confusion"]})
+    write_report(out, card, results["histories"])
+    card_path = card_module.write_model(out, model_files, card)
+    log.info("wrote %s in %.0f s", card_path, time.monotonic() - started)
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, arguments.log_level), stream=sys.stderr, force=True,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from stream.config import ConfigError
+    from train.dataset import DatasetError
+    from train.distill.data import TrainingDataError
+
+    try:
+        card = run(arguments)
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written (files are written whole or not at all)", file=sys.stderr)
+        return 130
+    except (DatasetError, TrainingDataError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    shipped = card["training"]["shipped_variant"]
+    test = card["metrics"]["summary"]
+    print(json.dumps({"model_id": card["model_id"], "shipped": shipped,
+                      "test_accuracy": {name: test[name]["test"]["accuracy"] for name in test},
+                      "sizes_bytes": card["metrics"]["sizes_bytes"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
