@@ -72,6 +72,7 @@ def test_generated_dataset_opens_and_loads(small_dataset):
         entry = within["test"][0]
         recording = dataset.load(entry)
         assert recording.annotations[0].label == entry.label == recording.metadata["label"]
+        assert read_recording(dataset.path(entry), entry.key).annotations == recording.annotations
         session = dataset.load(dataset.sessions("signer-01")[0])
         assert len(session.annotations) >= 15
         with pytest.raises(DatasetError, match="no LOSO fold for signer 'x'"):

@@ -138,6 +138,10 @@ class Dataset:
             raise DatasetError(f"unknown split {name!r}; expected 'within' or 'loso'")
         return {part: [self._by_id[entry_id] for entry_id in fold[part]] for part in PARTS}
 
+    def path(self, entry: Entry | str) -> Path:
+        """The recording file of ``entry`` (with ``entry.key``: what read_recording needs)."""
+        return self.directory / (self.entry(entry) if isinstance(entry, str) else entry).file
+
     # -- loading -----------------------------------------------------------------------------
     def _file(self, relative: str) -> RecordingFile:
         handle = self._open.get(relative)

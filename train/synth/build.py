@@ -26,8 +26,9 @@ from train.synth.vocabulary import LABELS, VOCABULARY
 class Progress:
     """A one-line progress bar on stderr (a line per 10% when stderr is not a terminal)."""
 
-    def __init__(self, total: int, what: str, stream=sys.stderr, enabled: bool = True) -> None:
-        self.total, self.what, self.stream, self.enabled = total, what, stream, enabled
+    def __init__(self, total: int, what: str, stream=None, enabled: bool = True) -> None:
+        self.total, self.what, self.enabled = total, what, enabled
+        self.stream = sys.stderr if stream is None else stream  # looked up now: tests and tools swap it
         self.done = 0
         self.started = time.monotonic()
         self.last_shown = -1.0
