@@ -105,6 +105,16 @@ def test_a_killed_writer_leaves_earlier_recordings_intact_and_its_flushed_data_r
     np.testing.assert_array_equal(partial.emg[-15:], frame(89).emg)
     assert [a.label for a in partial.annotations] == ["hello"]
 
+    from stream.recording.__main__ import main
+
+    assert main(["recover", str(tmp_path / "first.h5")]) == 2  # finished files need no recovery
+    assert main(["recover", str(tmp_path / ("second.h5" + PARTIAL_SUFFIX))]) == 0
+    recovered = read_recording(tmp_path / "second.h5")
+    assert recovered.complete and recovered.metadata["recovered"] is True
+    np.testing.assert_array_equal(recovered.emg, partial.emg)
+    assert not (tmp_path / ("second.h5" + PARTIAL_SUFFIX)).exists()
+    assert main(["info", str(tmp_path / "second.h5")]) == 0
+
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flush=st.integers(1, 40), first=st.integers(0, 500),
