@@ -107,9 +107,14 @@ def test_infer_predicts_signs_and_survives_bad_frames_gaps_and_a_restarted_acqui
     good = encoder.encode(synthetic_frames(0.0135, [])[0])
     nan_frame = synthetic_frames(0.0135, [])[0]
     nan_frame.acc[0, 0] = np.inf
+    header = msgpack.unpackb(good[1])
+    wrong_dtype = {**header, "streams": [{**header["streams"][0], "dtype": ">f4"}, *header["streams"][1:]]}
+    wrong_shape = {**header, "streams": [{**header["streams"][0], "shape": [16, 6]}, *header["streams"][1:]]}
     bad_frames = [
         [b"frame", b"not msgpack", good[2]],
-        [b"frame", msgpack.packb({**msgpack.unpackb(good[1]), "v": 7}), good[2]],
+        [b"frame", msgpack.packb({**header, "v": 7}), good[2]],
+        [b"frame", msgpack.packb(wrong_dtype), good[2]],
+        [b"frame", msgpack.packb(wrong_shape), good[2]],
         [b"frame", good[1], good[2][:-8]],
         FrameEncoder(spec).encode(nan_frame),
         [b"frame"],
