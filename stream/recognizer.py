@@ -40,8 +40,10 @@ class Recognizer:
         self.windows = WindowAssembler(config)
         self.segmenter = Segmenter(config)
         self.model_rate_hz = config.preprocess.model_rate_hz
-        self.counters = {"stream_restarts": 0, "windows_unavailable": 0, "windows_dropped_gap": 0,
-                         "classifications": 0}
+        self.counters = {"stream_restarts": 0, "windows_unavailable": 0, "windows_padded": 0,
+                         "windows_dropped_gap": 0, "classifications": 0}
+        self._early: list = []
+        self._early_samples = 0
         self.last_inference_s = 0.0
         self._next_emg_index: int | None = None
 
@@ -51,6 +53,8 @@ class Recognizer:
         self.windows.reset()
         self.segmenter.reset()
         self._next_emg_index = None
+        self._early = []
+        self._early_samples = 0
 
     def all_counters(self) -> dict:
         return {**self.counters, **self.segmenter.counters, "dsp_gaps": self.preprocessor.gap_count,
@@ -72,13 +76,50 @@ class Recognizer:
         runs the Preprocessor on a whole recording, bitwise equal to frame by frame, then this)."""
         if len(block) == 0:
             return []
+        if self._early_samples < self.windows.length:
+            # The stream's first window length: kept so a sign before a full window of history can
+            # still be classified, padded like the training windows of short recordings.
+            if self._early and block.first_index != self._early[-1].end_index:
+                self._early_samples = self.windows.length  # a jump: stop collecting, never bridge it
+            else:
+                self._early.append(block)
+                self._early_samples += len(block)
         self.windows.push(block)
         return self.classify(self.segmenter.process(block))
+
+    def _padded_early_window(self, segment: Segment):
+        """The window ending at ``segment.decided_index`` when the stream began less than a window
+        before it: the missing start is the rest before the sign, mirrored (``np.pad`` "symmetric",
+        as train.distill.data pads short isolated recordings). None if that is not possible."""
+        from stream.dsp.windows import Window
+
+        if not self._early:
+            return None
+        first = self._early[0].first_index
+        end = segment.decided_index
+        if end - first >= self.windows.length:
+            return None  # a full window existed: it was refused for a reason (a gap), not padded
+        held = {name: np.concatenate([getattr(block, name) for block in self._early]) for name in ("emg", "acc", "gyro")}
+        valid = np.concatenate([block.valid for block in self._early])
+        if end - first > len(valid) or end <= first or not valid[: end - first].all():
+            return None
+        padding = self.windows.length - (end - first)
+        rest_samples = max(1, segment.start_index - first)
+        arrays = {}
+        for name, values in held.items():
+            rest = values[:rest_samples]
+            arrays[name] = np.ascontiguousarray(np.concatenate(
+                [np.pad(rest, ((padding, 0), (0, 0)), mode="symmetric")[:padding], values[: end - first]]))
+        return Window(int(end), arrays["emg"], arrays["acc"], arrays["gyro"], False)
 
     def classify(self, segments: list[Segment]) -> list[Recognition]:
         recognitions = []
         for segment in segments:
             window = self.windows.window_ending_at(segment.decided_index)
+            if window is None:
+                window = self._padded_early_window(segment)
+                if window is not None:
+                    self.counters["windows_padded"] += 1
             if window is None:
                 self.counters["windows_unavailable"] += 1
                 continue
