@@ -85,3 +85,19 @@ def test_cli_prints_one_json_object_and_refuses_a_directory_without_a_dataset(sm
     empty = subprocess.run([sys.executable, "-m", "stream.evaluate", "--data", str(tmp_path / "nothing")],
                            capture_output=True, timeout=60)
     assert empty.returncode == 2 and len(empty.stderr.decode().strip().splitlines()) == 1
+
+
+def test_a_sign_right_after_the_stream_starts_is_classified_on_a_padded_window(tmp_path):
+    from daemon_helpers import synthetic_frames, tiny_model_card
+    from stream.classifier import Classifier
+    from stream.recognizer import Recognizer
+
+    card = tiny_model_card(tmp_path / "model")
+    config = config_from_dict({"model": {"card": str(card)}, "segmentation": {"warmup_s": 0.5}})
+    recognizer = Recognizer(config, Classifier.from_config(config))
+    recognitions = []
+    for frame in synthetic_frames(4.0, [(0.8, 1.4)]):
+        recognitions += recognizer.process_frame(frame)
+    assert len(recognitions) == 1 and recognitions[0].segment.decided_index < 148
+    assert recognizer.counters["windows_padded"] == 1 and recognizer.counters["windows_unavailable"] == 0
+    assert abs(float(recognitions[0].probabilities.sum()) - 1.0) < 1e-4
