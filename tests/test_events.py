@@ -50,3 +50,13 @@ def test_a_restarted_prediction_stream_is_not_compared_with_the_old_one():
     events = builder()
     events.process(prediction(start=1.0, end=2.0, session="a"))
     assert events.process(prediction(start=0.5, end=1.0, session="b")) is not None
+
+
+def test_pretty_lines_for_people():
+    from stream.subscribe import format_pretty
+
+    event = builder().process(prediction(start=52.31, end=53.18))
+    line = format_pretty(b"event", event)
+    assert "hello" in line and "0.90" in line and "52.31" in line and "53.18 s" in line
+    status = {"daemon": "stream-sink", "state": "running", "counters": {"events": 3, "bad_messages": 0}}
+    assert format_pretty(b"status", status) == "[stream-sink running] bad_messages 0, events 3"
