@@ -509,3 +509,37 @@ def test_a_corrupted_model_is_refused_at_start_with_one_clear_line(processes, tm
         errors = [line for line in lines if "ERROR" in line]
         assert len(errors) == 1 and (kind in errors[0] or "model_card.json" in errors[0]), (kind, lines)
     figures("corrupted_model", {"seconds_to_refuse": timings})
+
+
+# ------------------------------------------------------------------------------ the soak, briefly
+
+
+def _run_soak(processes, tmp_path, minutes: float, speed: float) -> dict:
+    card = tiny_model_card(tmp_path / "model")
+    soak = processes.start_python(["-m", "stream.soak", "--minutes", str(minutes), "--speed", str(speed), "--card",
+                                   str(card), "--sink-threshold", "0", "--sample-interval-s", "1",
+                                   "--work-dir", str(tmp_path / "soak")])
+    out, err = soak.communicate(timeout=minutes * 60 + 120)
+    assert out, err.decode()[-3000:]
+    result = json.loads(out)
+    print(err.decode().split("soak:", 1)[-1])
+    return result
+
+
+def test_soak_smoke_frames_recorder_resources_and_events(processes, tmp_path):
+    """A short `python -m stream.soak`: every check passes, and the figures are the ones documented."""
+    result = _run_soak(processes, tmp_path, minutes=0.2, speed=10)
+    assert result["ok"], {name: passed for name, passed in result["checks"].items() if not passed}
+    flow, recorder = result["frames"], result["recorder"]
+    assert flow["frames_published"] > 0.5 * 12 * 10 * 2000 / 27  # about half of 12 s at 10x, at least
+    assert recorder["frames_missing"] == 0 and recorder["frames_differing_from_source"] == 0
+    assert set(result["resources"]) == {"acquire", "infer", "sink", "record"}
+    assert result["events_vs_truth"]["true_signs"] > 0 and flow["events_published"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_soak_ten_minutes_at_twenty_times_real_time(processes, tmp_path):
+    result = _run_soak(processes, tmp_path, minutes=10, speed=20)
+    assert result["ok"], result["checks"]
+    figures("soak_10_min", {"checks": result["checks"], "resources": result["resources"], "frames": result["frames"]})
