@@ -194,6 +194,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", default=None, help="TOML config (default: the shipped defaults)")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     parser.add_argument("--signer", default=None, help="only this signer's sessions (e.g. a LOSO held-out signer)")
+    parser.add_argument("--session", default="", help="only these session numbers, e.g. 3,4 (default: all)")
     parser.add_argument("--limit", type=int, default=0, help="at most this many sessions (0: all)")
     parser.add_argument("--streaming", action="store_true", help="feed 13.5 ms frames exactly as stream-infer")
     arguments = parser.parse_args(argv)
@@ -206,6 +207,9 @@ def main(argv=None) -> int:
     except (DatasetError, OSError, ValueError) as error:
         print(f"stream.evaluate: {error}", file=sys.stderr)
         return 2
+    if arguments.session:
+        wanted = {int(number) for number in arguments.session.split(",") if number.strip()}
+        sessions = [entry for entry in sessions if entry.session in wanted]
     if arguments.limit:
         sessions = sessions[:arguments.limit]
     if not sessions:
