@@ -88,7 +88,9 @@ def _branch(keras, tensor, spec: BranchSpec, prefix: str):
 def _head(keras, tensor, classes: int, dropout: float, prefix: str = ""):
     # Teachers prefix their head layers with the modality, so all three fit in one ensemble model.
     layers = keras.layers
-    tensor = layers.BatchNormalization(name=f"{prefix}batch_norm")(tensor)
+    # momentum 0.9 (Keras' default is 0.99): with ~50 batches an epoch the moving statistics
+    # otherwise trail the LSTM's changing outputs and validation accuracy swings from epoch to epoch.
+    tensor = layers.BatchNormalization(momentum=0.9, name=f"{prefix}batch_norm")(tensor)
     tensor = layers.Dropout(dropout, name=f"{prefix}dropout")(tensor)
     return layers.Dense(classes, name=f"{prefix}logits")(tensor)
 

@@ -123,8 +123,8 @@ def run(arguments) -> dict:
     input_spec = InputSpec(window_samples=windows["train"].window_samples, channels=dict(windows["train"].channels),
                            classes=classes)
     quick = arguments.quick
-    teacher_options = FitOptions(epochs=arguments.teacher_epochs or (12 if quick else 25), patience=8)
-    student_options = FitOptions(epochs=arguments.student_epochs or (12 if quick else 35), patience=8)
+    teacher_options = FitOptions(epochs=arguments.teacher_epochs or (12 if quick else 35), patience=10)
+    student_options = FitOptions(epochs=arguments.student_epochs or (12 if quick else 40), patience=10)
     keras.utils.set_random_seed(arguments.seed)
     strategy = distribution_strategy()
     test_inputs, test_labels = windows["test"].windows(), windows["test"].labels
