@@ -219,6 +219,8 @@ class Daemon:
 
     def run(self, tick: Callable[[], None] | None = None, poll_ms: int = POLL_INTERVAL_MS) -> None:
         """Poll the subscribers until a stop is requested; ``tick`` runs after every wake-up."""
+        if self.stop_requested:  # the work was done in set-up (stream-acquire's own loop), or a signal came
+            return
         self.state = "running"
         self.publish_status()
         while not self.stop_requested:
