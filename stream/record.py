@@ -105,9 +105,14 @@ class Recorder:
             self._open()
             self.writer.append_frame(frame)
 
-    def annotate(self, label: str, start_index: int, end_index: int) -> None:
-        if self.writer is not None:
-            self.writer.add_annotation(label, start_index, end_index)
+    def annotate(self, label: str, start_index: int, end_index: int) -> bool:
+        """False (nothing written) for a span that began before this part's first sample: after a
+        restart the sign is only partly here, and such an annotation made the file unreadable."""
+        writer = self.writer
+        if writer is None or writer.emg_first_index is None or start_index < writer.emg_first_index:
+            return False
+        writer.add_annotation(label, start_index, end_index)
+        return True
 
     def close_current(self) -> None:
         if self.writer is not None:
@@ -159,8 +164,10 @@ def main(argv=None) -> int:
         def on_message(parts: list[bytes]) -> None:
             if bytes(parts[0]) == TOPIC_TRUTH:
                 truth = decode_truth(parts)
-                recorder.annotate(truth["label"], truth["start_index"], truth["end_index"])
-                daemon.count("truth_annotations")
+                if recorder.annotate(truth["label"], truth["start_index"], truth["end_index"]):
+                    daemon.count("truth_annotations")
+                else:
+                    daemon.count("truth_annotations_outside_recording")
                 return
             if failures:  # stopping after a full disk: frames already queued are not written anywhere else
                 return
