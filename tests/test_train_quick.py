@@ -123,3 +123,26 @@ def test_quick_training_end_to_end(small_dataset, tmp_path):
     probabilities = classifier.predict_batch(np.zeros((2, 148, 6), np.float32), np.zeros((2, 148, 18), np.float32),
                                              np.zeros((2, 148, 18), np.float32))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_an_interrupted_write_leaves_the_old_file_and_no_partial(tmp_path, monkeypatch):
+    import os
+    from types import SimpleNamespace
+
+    from train.distill import atomic
+
+    target = tmp_path / "student_float32.tflite"
+    target.write_bytes(b"old model")
+
+    def interrupted(source, destination):
+        raise KeyboardInterrupt  # Ctrl-C between writing the temporary file and renaming it
+
+    # Only the module's view of os changes (patching os.replace itself would hit pytest too).
+    monkeypatch.setattr(atomic, "os", SimpleNamespace(fdopen=os.fdopen, fsync=os.fsync, replace=interrupted))
+    with pytest.raises(KeyboardInterrupt):
+        atomic.atomic_write_bytes(target, b"new model, half written")
+    assert target.read_bytes() == b"old model"
+    assert [path.name for path in tmp_path.iterdir()] == ["student_float32.tflite"]
+    monkeypatch.setattr(atomic, "os", os)
+    atomic.atomic_write_bytes(target, b"new model")
+    assert target.read_bytes() == b"new model"
