@@ -126,9 +126,10 @@ class WindowAssembler:
         """The first index a window may start at: held, and at most ``capacity`` samples back."""
         return max(self._start, self._next - self.capacity)
 
-    def _append(self, arrays: dict[str, np.ndarray], valid: np.ndarray) -> None:
-        """Append rows (fewer than BUFFER_SLACK) at index _next, compacting first if needed."""
-        count = valid.shape[0]
+    def _make_room(self, count: int) -> None:
+        """Compact so that ``count`` (<= BUFFER_SLACK) more rows fit. Done once per push, before
+        anything is appended: the last ``capacity`` rows kept include every sample a window that
+        this push completes can reach back to."""
         if self._rows + count > self._allocated:
             keep = min(self._rows, self.capacity)
             for buffer in self._buffer.values():
@@ -136,6 +137,10 @@ class WindowAssembler:
             self._buffer_valid[:keep] = self._buffer_valid[self._rows - keep:self._rows]
             self._buffer_first += self._rows - keep
             self._rows = keep
+
+    def _append(self, arrays: dict[str, np.ndarray], valid: np.ndarray) -> None:
+        """Append rows at index _next (``_make_room`` has made the space)."""
+        count = valid.shape[0]
         for name, buffer in self._buffer.items():
             buffer[self._rows:self._rows + count] = arrays[name]
         self._buffer_valid[self._rows:self._rows + count] = valid
@@ -175,8 +180,9 @@ class WindowAssembler:
         previous_next, missing = self._next, first - self._next
         arrays = {name: getattr(block, name) for name in self.channels}
         valid = np.asarray(block.valid, dtype=np.bool_)
-        if missing + rows < BUFFER_SLACK:
+        if missing + rows <= BUFFER_SLACK:
             # Streaming: append to the buffer (the gap as zeros, invalid), cut windows from it.
+            self._make_room(missing + rows)
             if missing:
                 self._append({name: np.zeros((missing, channels), np.float32)
                               for name, channels in self.channels.items()}, np.zeros(missing, np.bool_))
