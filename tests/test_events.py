@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from stream.config import config_from_dict
 from stream.events import EventBuilder
 
@@ -60,3 +62,15 @@ def test_pretty_lines_for_people():
     assert "hello" in line and "0.90" in line and "52.31" in line and "53.18 s" in line
     status = {"daemon": "stream-sink", "state": "running", "counters": {"events": 3, "bad_messages": 0}}
     assert format_pretty(b"status", status) == "[stream-sink running] bad_messages 0, events 3"
+
+
+def test_wall_clock_map_takes_the_earliest_arrival_and_follows_a_stepped_clock():
+    from stream.recognizer import WallClockMap
+
+    clock = WallClockMap(window_s=10.0)
+    for frame in range(200):  # 2.7 s: delays of 1-5 ms on top of an offset of 1000 s
+        clock.observe(frame * 0.0135, 1000.0 + frame * 0.0135 + 0.001 + 0.004 * (frame % 3) / 2)
+    assert clock.offset_s == pytest.approx(1000.001)
+    for frame in range(200, 1200):  # the host clock is stepped forward an hour
+        clock.observe(frame * 0.0135, 4600.0 + frame * 0.0135 + 0.002)
+    assert clock.offset_s == pytest.approx(4600.002)
