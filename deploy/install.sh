@@ -202,7 +202,9 @@ elif ! cmp -s "$WORK/signstream.toml" "$ROOT$CONFIG_DIR/signstream.toml"; then
 fi
 install_dir 0750 "$ROOT$STATE_DIR" signstream:signstream
 install_dir 0750 "$ROOT$STATE_DIR/recordings" signstream:signstream
-install_dir 0755 "$ROOT$CACHE_DIR" root:root
+# Owner and mode as the units' CacheDirectory= leaves them, so a run after the services started
+# changes nothing.
+install_dir 0750 "$ROOT$CACHE_DIR" signstream:signstream
 install_dir 0750 "$ROOT$CACHE_DIR/numba" signstream:signstream
 install_file 0644 "$CHECKOUT/docs/DEPLOY.md" "$ROOT$PREFIX/share/doc/DEPLOY.md"
 
