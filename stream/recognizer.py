@@ -45,6 +45,8 @@ class Recognizer:
                          "windows_dropped_gap": 0, "classifications": 0}
         self._early: list = []
         self._early_samples = 0
+        rate = float(config.preprocess.model_rate_hz)
+        self.earlier_offsets = sorted({round(seconds * rate) for seconds in config.segmentation.average_earlier_s} - {0})
         self.last_inference_s = 0.0
         self._next_emg_index: int | None = None
 
@@ -129,6 +131,15 @@ class Recognizer:
                 continue
             started = time.perf_counter()
             probabilities = np.asarray(self.classifier.predict(window), dtype=np.float32)
+            # Optional: average over windows ending a little earlier (all already held: no added
+            # latency), as the model was trained on jittered window ends.
+            averaged = 1
+            for offset in self.earlier_offsets:
+                earlier = self.windows.window_ending_at(segment.decided_index - offset)
+                if earlier is not None and not earlier.flagged:
+                    probabilities = probabilities + np.asarray(self.classifier.predict(earlier), dtype=np.float32)
+                    averaged += 1
+            probabilities = probabilities / averaged
             inference_s = time.perf_counter() - started
             self.last_inference_s = inference_s
             self.counters["classifications"] += 1

@@ -187,12 +187,15 @@ class SegmentationConfig:
     local_floor_s: float = 2.0
     local_rise: float = 2.0
     baseline_update_ratio: float = 4.0
+    average_earlier_s: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         _require(0 <= self.release_fraction < 1, "segmentation.release_fraction", self.release_fraction,
                  "in [0, 1) (0 turns the peak-relative release off)")
         _require(self.local_floor_s > 0, "segmentation.local_floor_s", self.local_floor_s, "> 0")
         _require(self.local_rise >= 1, "segmentation.local_rise", self.local_rise, ">= 1")
+        _require(all(0 < value <= 1.0 for value in self.average_earlier_s), "segmentation.average_earlier_s",
+                 list(self.average_earlier_s), "seconds in (0, 1]")
         _require(self.baseline_update_ratio > 1, "segmentation.baseline_update_ratio", self.baseline_update_ratio, "> 1")
         for name in ("smoothing_s", "warmup_s"):
             _require(getattr(self, name) >= 0, f"segmentation.{name}", getattr(self, name), ">= 0")
