@@ -177,6 +177,9 @@ def run() -> dict:
     figures["pipeline_cpu_fraction"] = round(sum(cpu.values()) / wall, 4)
     figures.update({f"{name}_cpu_fraction": round(value / wall, 4) for name, value in cpu.items()})
     figures["pipeline_bench_s"] = round(wall, 1)
+    # Other work on the host inflates every figure above (scheduling delays, cold caches): say how much.
+    figures["host_load_average_1min"] = round(os.getloadavg()[0], 2)
+    figures["host_cpus"] = os.cpu_count()
     return figures
 
 
