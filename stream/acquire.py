@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         acquire(daemon, source, arguments.max_frames)
         return None
 
-    return run_daemon("stream-acquire", config, setup)
+    return run_daemon("stream-acquire", config, setup, exit_process=argv is None)
 
 
 if __name__ == "__main__":

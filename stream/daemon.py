@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import socket as host_socket
+import sys
 import time
 from collections.abc import Callable
 
@@ -265,17 +266,38 @@ class DaemonError(RuntimeError):
     """A daemon cannot start or go on (model card, source, endpoint): the message says what to fix."""
 
 
-def run_daemon(name: str, config: Config, setup: Callable[[Daemon], Callable[[], None] | None]) -> int:
+def run_daemon(name: str, config: Config, setup: Callable[[Daemon], Callable[[], None] | None],
+               exit_process: bool = False) -> int:
     """Run a daemon: ``setup`` binds/connects and returns an optional tick; exit status 0 on a
-    requested stop, 1 when start-up fails (one line naming the problem on stderr)."""
+    requested stop, 1 when start-up fails (one line naming the problem on stderr).
+
+    ``exit_process`` (the console scripts, called with no argv): once everything is closed and
+    flushed, end the process at once with ``os._exit``. Python's own finalisation of numba, llvmlite,
+    LiteRT and scipy takes 1-2 s on a busy machine, which would break the 2 s shutdown promise
+    although nothing is left to do.
+    """
     daemon = Daemon(name, config)
     daemon.install_signal_handlers()
+    status = 0
     try:
         tick = setup(daemon)
         daemon.run(tick)
     except (zmq.ZMQError, CurveKeyError, DaemonError) as error:
         daemon.log.error("cannot run: %s", error)
-        return 1
+        status = 1
     finally:
         daemon.close()
-    return 0
+        if exit_process:
+            exit_now(status)
+    return status
+
+
+def exit_now(status: int) -> None:
+    """Flush logs and standard streams, then end the process without interpreter finalisation."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)

@@ -146,7 +146,7 @@ def _every(function, interval_s: float):
 def main(argv=None) -> int:
     arguments = build_parser("stream-infer", "signstream inference: frames -> sign predictions").parse_args(argv)
     config = load_config_or_exit(arguments)
-    return run_daemon("stream-infer", config, setup_infer)
+    return run_daemon("stream-infer", config, setup_infer, exit_process=argv is None)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def setup_sink(daemon: Daemon):
 def main(argv=None) -> int:
     arguments = build_parser("stream-sink", "signstream sink: predictions -> sign events").parse_args(argv)
     config = load_config_or_exit(arguments)
-    return run_daemon("stream-sink", config, setup_sink)
+    return run_daemon("stream-sink", config, setup_sink, exit_process=argv is None)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def main(argv=None) -> int:
         return tick
 
     try:
-        return run_daemon("stream-subscribe", config, setup)
+        return run_daemon("stream-subscribe", config, setup, exit_process=argv is None)
     except BrokenPipeError:  # piped into `head`: not an error
         sys.stderr.close()
         return 0
