@@ -15,7 +15,8 @@
 #
 # Environment: ROOTFS (default /work/amd64-root), WHEELS (/work/amd64-wheels), LOG_DIR
 # (/work/arm64-logs), MIRROR, HOST_PYTHON, MODEL_DIR (models/student), RUN_S (how long the
-# pipeline runs before the checks, default 30), NICE (default 10).
+# pipeline runs before the checks, default 30), NICE (default 10), MODEL_UPDATE_DIR (another model:
+# also check that installing it restarts infer with it).
 set -euo pipefail
 
 CHECKOUT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -142,6 +143,21 @@ tail -2 "$LOG_DIR/systemd-check-install-2.log" | sed 's/^/  /'
 check "second install: nothing to change" grep -q "nothing to change" "$LOG_DIR/systemd-check-install-2.log"
 pids_after=$(for service in "${SERVICES[@]}"; do in_container systemctl show -p MainPID --value "$service"; done)
 check "no daemon restarted by it (main PIDs $(echo $pids_after))" test "$pids_before" = "$pids_after"
+
+if [ -n "${MODEL_UPDATE_DIR:-}" ]; then
+    stage "6b. model update: install.sh --model-dir with another model restarts the running daemons"
+    rm -rf "$ROOTFS/root/model-update" && cp -r "$MODEL_UPDATE_DIR" "$ROOTFS/root/model-update"
+    new_id=$("$HOST_PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["model_id"])' "$MODEL_UPDATE_DIR/model_card.json")
+    infer_before=$(in_container systemctl show -p MainPID --value signstream-infer.service)
+    in_container "$SRC_IN_ROOT/deploy/install.sh" --model-dir /root/model-update \
+        --pip-option=--no-index --pip-option=--find-links=/root/wheels > "$LOG_DIR/systemd-check-install-3.log" 2>&1 || true
+    sleep 8
+    infer_after=$(in_container systemctl show -p MainPID --value signstream-infer.service)
+    check "signstream-infer restarted by the update (main PID $infer_before -> $infer_after)" \
+        test "$infer_before" != "$infer_after" -a "$(in_container systemctl is-active signstream-infer)" = active
+    check "it loaded the new model $new_id" \
+        bash -c "nsenter -t $LEADER -a journalctl -b -u signstream-infer -o cat --no-pager | grep 'loaded model' | tail -1 | grep -q '$new_id'"
+fi
 
 stage "7. stopping signstream.target stops all three"
 in_container systemctl stop signstream.target
