@@ -22,7 +22,8 @@
 # python, used to download wheels and write the recording), MODEL_DIR (models/student),
 # REPLAY_S (replay duration, default 60), NICE (default 19: share the host politely), UNTIL (stop
 # after this stage number, e.g. UNTIL=6 to install and verify only), SKIP (stage numbers to skip,
-# e.g. SKIP="3 5 6" to reuse the wheels and the install already in ROOTFS).
+# e.g. SKIP="3 5 6" to reuse the wheels and the install already in ROOTFS), MEASURE_COLD=0 (keep
+# the numba cache: measure the warm start only).
 set -euo pipefail
 
 CHECKOUT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,6 +36,7 @@ MODEL_DIR="${MODEL_DIR:-$CHECKOUT/models/student}"
 REPLAY_S="${REPLAY_S:-60}"
 NICE="${NICE:-19}"
 UNTIL="${UNTIL:-9}"
+MEASURE_COLD="${MEASURE_COLD:-1}"
 SKIP=" ${SKIP:-} "
 SRC_IN_ROOT=/usr/local/src/signstream   # readable by the service user, unlike /root
 RUN="nice -n $NICE"
@@ -170,9 +172,11 @@ as_service_in_background() {  # log file, command...
 }
 
 stage "7. numba compile time and inference latency (EMULATED)"
-rm -rf "$ROOTFS/var/cache/signstream/numba/"*
-as_service /opt/signstream/venv/bin/python "$SRC_IN_ROOT/deploy/emulate/measure.py" \
-    --config /etc/signstream/signstream.toml --label "cold numba cache" | tee "$LOG_DIR/measure-cold.json" || echo "measure failed (above)"
+if [ "$MEASURE_COLD" = 1 ]; then
+    rm -rf "$ROOTFS/var/cache/signstream/numba/"*
+    as_service /opt/signstream/venv/bin/python "$SRC_IN_ROOT/deploy/emulate/measure.py" \
+        --config /etc/signstream/signstream.toml --label "cold numba cache" | tee "$LOG_DIR/measure-cold.json" || echo "measure failed (above)"
+fi
 as_service /opt/signstream/venv/bin/python "$SRC_IN_ROOT/deploy/emulate/measure.py" \
     --config /etc/signstream/signstream.toml --label "warm numba cache" | tee "$LOG_DIR/measure-warm.json" || echo "measure failed (above)"
 
