@@ -176,6 +176,8 @@ if [ "$MEASURE_COLD" = 1 ]; then
     rm -rf "$ROOTFS/var/cache/signstream/numba/"*
     as_service /opt/signstream/venv/bin/python "$SRC_IN_ROOT/deploy/emulate/measure.py" \
         --config /etc/signstream/signstream.toml --label "cold numba cache" | tee "$LOG_DIR/measure-cold.json" || echo "measure failed (above)"
+else
+    echo '{"label": "cold numba cache: not measured in this run (MEASURE_COLD=0)"}' > "$LOG_DIR/measure-cold.json"
 fi
 as_service /opt/signstream/venv/bin/python "$SRC_IN_ROOT/deploy/emulate/measure.py" \
     --config /etc/signstream/signstream.toml --label "warm numba cache" | tee "$LOG_DIR/measure-warm.json" || echo "measure failed (above)"
