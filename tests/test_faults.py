@@ -184,7 +184,12 @@ def test_kill_9_of_each_daemon_under_supervision_the_others_keep_running_and_res
             resumed = ready + (resumed - published)  # the link resumed as soon as data came
         else:
             # stream-record publishes nothing: its outage is measured in the recording (below).
-            time.sleep(1.5)  # the new recorder writes some frames before acquire is killed next
+            # The new recorder is writing its own part before acquire is killed next.
+            log = tmp_path / "record.log"
+            deadline = time.monotonic() + 60
+            while "live-part2.h5" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)
             assert {name: supervisor.pid(name) for name in survivors} == survivors
             continue
         measured[victim] = {"restarted_s": round(ready - killed_at, 3), "resumed_after_ready_s": round(resumed - ready, 3)}
