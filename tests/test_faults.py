@@ -103,6 +103,18 @@ class Supervisor:
         return results
 
 
+@pytest.fixture
+def supervisor(processes, tmp_path):
+    """Stops restarting before the ``processes`` fixture kills what is left (no restart after a
+    teardown SIGKILL, so nothing outlives a failed test)."""
+    watcher = Supervisor(processes, tmp_path)
+    try:
+        yield watcher
+    finally:
+        watcher._stopping.set()
+        watcher._thread.join(timeout=5)
+
+
 def messages(socket: zmq.Socket, duration_s: float):
     """Every message received for ``duration_s``, with its arrival time."""
     deadline = time.monotonic() + duration_s
@@ -131,7 +143,7 @@ def first_message(socket: zmq.Socket, topic: bytes, condition, timeout_s: float,
 # ------------------------------------------------------------------------------ kill -9
 
 
-def test_kill_9_of_each_daemon_under_supervision_the_others_keep_running_and_resume(processes, zmq_context, tmp_path):
+def test_kill_9_of_each_daemon_under_supervision_the_others_keep_running_and_resume(supervisor, zmq_context, tmp_path):
     card = tiny_model_card(tmp_path / "model")
     out = tmp_path / "recordings" / "live.h5"
     config, endpoints = write_config(
@@ -139,7 +151,6 @@ def test_kill_9_of_each_daemon_under_supervision_the_others_keep_running_and_res
     frames = subscriber(zmq_context, endpoints["frames"], b"frame", b"status")
     predictions = subscriber(zmq_context, endpoints["predictions"], b"prediction", b"status")
     events = subscriber(zmq_context, endpoints["events"], b"event", b"status")
-    supervisor = Supervisor(processes, tmp_path)
     common = ["--config", str(config)]
     for name in ("sink", "infer", "record", "acquire"):
         extra = ["--out", str(out)] if name == "record" else []
