@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -220,6 +221,9 @@ class RecordingWriter:
 
     def _check_disk_space(self, pending_bytes: int) -> None:
         free = shutil.disk_usage(self.partial_path.parent).free
+        size_limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if size_limit != resource.RLIM_INFINITY:  # EFBIG past it crashes HDF5 the same way as ENOSPC
+            free = min(free, size_limit - self.partial_path.stat().st_size)
         if free >= 2 * pending_bytes + DISK_MARGIN_BYTES:
             return
         # Abandon without writing: the file stays as of the last flush (readable, complete=False).
@@ -228,9 +232,9 @@ class RecordingWriter:
         self._handle.close()
         self._handle = self._group = None
         self.closed = True
-        raise DiskFullError(f"{self.partial_path}: only {free} bytes free on its disk; stopped writing to keep the "
-                            f"file intact. Its first {flushed} frames are readable (complete=False); free some "
-                            "space and start a new recording")
+        raise DiskFullError(f"{self.partial_path}: only {free} bytes free (disk space or file-size limit); "
+                            f"stopped writing to keep the file intact. Its first {flushed} frames are readable "
+                            "(complete=False); free some space and start a new recording")
 
     def close(self) -> Path:
         """Flush, mark complete, fsync and move ``.partial`` to the final path. Returns that path."""
