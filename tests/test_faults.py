@@ -426,25 +426,36 @@ def test_a_jumping_wall_clock_moves_wall_times_only_never_sample_time(processes,
 # ------------------------------------------------------------------------------ a full disk
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs (needs the right to mount, as root in CI containers); skipped otherwise."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+def _limit_file_size() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, resource.RLIM_INFINITY))
+
+
+@pytest.fixture(params=["tmpfs", "file_size_limit"])
+def small_disk(request, tmp_path):
+    """(directory, preexec_fn for the recorder): a 1 MiB tmpfs (needs the right to mount; skipped
+    otherwise), or a plain directory with the recorder's RLIMIT_FSIZE at 1 MiB (EFBIG, works anywhere)."""
+    directory = tmp_path / "small-disk"
+    directory.mkdir()
+    if request.param == "file_size_limit":
+        yield directory, _limit_file_size
+        return
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(directory)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip()[:100]})")
     try:
-        yield mount_point
+        yield directory, None
     finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True)
 
 
 def test_a_full_disk_stops_the_recorder_with_a_clear_error_and_earlier_data_intact(processes, zmq_context, tmp_path,
                                                                                    small_disk):
     from stream.recording import RecordingWriter
 
+    small_disk, limit = small_disk
     earlier_frames = synthetic_frames(1.0, [], seed=5)
     with RecordingWriter(small_disk / "earlier.h5", Config().sensors.names) as writer:
         for frame in earlier_frames:
@@ -454,7 +465,8 @@ def test_a_full_disk_stops_the_recorder_with_a_clear_error_and_earlier_data_inta
     publisher = zmq_context.socket(zmq.PUB)
     publisher.bind(endpoints["frames"])
     out = small_disk / "live.h5"
-    record = processes.start_python(["-m", "stream.record", "--config", str(config), "--out", str(out)])
+    record = processes.start_python(["-m", "stream.record", "--config", str(config), "--out", str(out)],
+                                    preexec_fn=limit)
     time.sleep(2.0)  # start-up and the subscription reaching us
     encoder = FrameEncoder(SPEC)
     sent = 0
@@ -478,7 +490,7 @@ def test_a_full_disk_stops_the_recorder_with_a_clear_error_and_earlier_data_inta
     np.testing.assert_array_equal(read_recording(small_disk / "earlier.h5").emg,
                                   np.concatenate([frame.emg for frame in earlier_frames]))
     assert not (small_disk / "live-part2.h5").exists() and not (small_disk / "live-part2.h5.partial").exists()
-    figures("full_disk", {"frames_sent": sent, "frames_readable": partial.emg.shape[0] // 15,
+    figures(f"full_disk_{'tmpfs' if limit is None else 'file_size_limit'}", {"frames_sent": sent, "frames_readable": partial.emg.shape[0] // 15,
                           "seconds_to_stop": round(time.monotonic() - started, 2)})
 
 
