@@ -218,9 +218,13 @@ def start_daemon(name: str, config: Path, work: Path) -> subprocess.Popen:
         log.close()
 
 
-def wait_for(predicate, timeout_s: float, what: str) -> None:
+def wait_for(predicate, timeout_s: float, what: str, processes: dict, work: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        for name, process in processes.items():
+            if process.poll() is not None:  # a daemon that cannot start says why in its last log line
+                lines = (work / f"{name}.log").read_text(errors="replace").strip().splitlines() or ["(no output)"]
+                raise RuntimeError(f"stream-{name} exited with status {process.returncode}: {lines[-1]}")
         if predicate():
             return
         time.sleep(0.05)
@@ -274,11 +278,12 @@ def run(arguments) -> dict:
         for name in DAEMONS:
             if name == "acquire":
                 wait_for(lambda: {"stream-infer", "stream-sink"} <= set(statuses) or pump(100), 120,
-                         "stream-infer and stream-sink running")
-                wait_for(lambda: "listening" in (work / "record.log").read_text(), 60, "stream-record listening")
+                         "stream-infer and stream-sink running", processes, work)
+                wait_for(lambda: "listening" in (work / "record.log").read_text(), 60, "stream-record listening",
+                         processes, work)
                 time.sleep(1.0)  # subscriptions reach the publishers (ZeroMQ's slow joiner)
             processes[name] = start_daemon(name, config, work)
-        wait_for(lambda: "stream-acquire" in statuses or pump(100), 60, "stream-acquire running")
+        wait_for(lambda: "stream-acquire" in statuses or pump(100), 60, "stream-acquire running", processes, work)
         started = time.monotonic()
         deadline = started + arguments.minutes * 60
         next_sample = started
