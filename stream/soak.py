@@ -401,6 +401,10 @@ def human_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _exit_on_signal(signal_number, _frame) -> None:
+    raise SystemExit(128 + signal_number)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stream.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, required=True, help="how long to run (wall clock)")
@@ -414,6 +418,8 @@ def main(argv=None) -> int:
     arguments = parser.parse_args(argv)
     if arguments.minutes <= 0 or arguments.speed <= 0:
         parser.error("--minutes and --speed must be > 0")
+    # SIGTERM unwinds like Ctrl-C, so run()'s finally stops the daemons (they have their own sessions).
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         result = run(arguments)
     except (RuntimeError, OSError, ValueError) as error:
