@@ -18,6 +18,7 @@ BENCH_MODULES = [
     "stream.trigno.bench",
     "train.synth.bench",
     "stream.pipeline_bench",
+    "train.distill.bench",
 ]
 
 

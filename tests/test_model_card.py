@@ -86,3 +86,30 @@ def test_unreadable_cards(tmp_path):
     (tmp_path / "model_card.json").write_text("{ not json")
     with pytest.raises(ModelCardError, match="not valid JSON"):
         load_model_card(tmp_path / "model_card.json")
+
+
+def test_the_shipped_card_matches_the_code_and_its_files():
+    """The student in models/student/ runs with the shipped config: same preprocessing, intact files."""
+    import numpy as np
+
+    from models import STUDENT_DIR
+    from stream.classifier import Classifier
+    from stream.config import load_config
+    from stream.dsp.preprocess import preprocessing_hash
+
+    card = load_model_card(STUDENT_DIR / "model_card.json")
+    config = load_config(None)
+    assert card.preprocessing_hash == preprocessing_hash(config), (
+        "the shipped student was trained with other preprocessing than stream/default.toml gives: retrain it "
+        "(README: Training and the shipped model) or restore the preprocessing settings")
+    for model_file in card.files.values():
+        read_verified_model(model_file)
+    assert set(card.files) == {"float32", "dynamic_range", "int8"}
+    classifier = Classifier.from_config(config)
+    assert len(classifier.labels) == 50
+    shapes = card.input_shapes
+    probabilities = classifier.predict_batch(*(np.zeros((1, *shapes[name]), np.float32) for name in ("emg", "acc", "gyro")))
+    np.testing.assert_allclose(probabilities.sum(), 1.0, atol=1e-4)
+    sizes = card.document["metrics"]["sizes_bytes"]
+    assert sizes["teacher_ensemble_float32"] >= 4 * sizes["student_dynamic_range"]
+    assert not card.document["training"]["quick"]

@@ -138,7 +138,7 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_partial(tmp_path, monke
         raise KeyboardInterrupt  # Ctrl-C between writing the temporary file and renaming it
 
     # Only the module's view of os changes (patching os.replace itself would hit pytest too).
-    monkeypatch.setattr(atomic, "os", SimpleNamespace(fdopen=os.fdopen, fsync=os.fsync, replace=interrupted))
+    monkeypatch.setattr(atomic, "os", SimpleNamespace(fdopen=os.fdopen, fsync=os.fsync, chmod=os.chmod, replace=interrupted))
     with pytest.raises(KeyboardInterrupt):
         atomic.atomic_write_bytes(target, b"new model, half written")
     assert target.read_bytes() == b"old model"

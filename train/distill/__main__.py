@@ -153,6 +153,8 @@ def run(arguments) -> dict:
     ensemble = {part: np.mean([predict_probabilities(teacher, inputs) for teacher in teachers.values()], axis=0)
                 for part, inputs in (("val", val_inputs), ("test", test_inputs))}
     record("teacher_ensemble", ensemble)
+    # Counted now: the Distiller freezes the teachers, after which nothing of theirs is "trainable".
+    teacher_parameters = {f"teacher_{modality}": trainable_parameters(teacher) for modality, teacher in teachers.items()}
     best_modality = max(teachers, key=lambda name: results["models"][f"teacher_{name}"]["val"]["accuracy"])
 
     # 3. Students, all from the same initial weights.
@@ -195,8 +197,7 @@ def run(arguments) -> dict:
     teachers_check.pop("probabilities")
     exported["teacher_ensemble_float32"] = teachers_check
 
-    parameters = {name: trainable_parameters(teacher) for name, teacher in
-                  ((f"teacher_{modality}", teacher) for modality, teacher in teachers.items())}
+    parameters = dict(teacher_parameters)
     parameters["teacher_ensemble"] = sum(parameters.values())
     parameters["student"] = trainable_parameters(student)
     sizes = {"student_float32": len(model_files["float32"]), "student_dynamic_range": len(model_files["dynamic_range"]),

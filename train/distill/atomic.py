@@ -22,6 +22,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; models and cards are meant to be read
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
