@@ -229,7 +229,7 @@ class ModelConfig:
 class SinkConfig:
     """Predictions -> sign events."""
 
-    confidence_threshold: float = 0.5
+    confidence_threshold: float = 0.4
     min_event_gap_s: float = 0.3
     jsonl_log: str = ""
 
