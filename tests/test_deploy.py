@@ -36,9 +36,11 @@ CONFIG_PATH = "/etc/signstream/signstream.toml"
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+    # With build isolation: pip fetches the build backend pyproject.toml asks for (the dev venv's own
+    # setuptools may be older), as it does in every install.
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                     "--disable-pip-version-check", "-w", str(out), str(REPO_ROOT)],
-                   check=True, capture_output=True, timeout=120)
+                   check=True, capture_output=True, timeout=180)
     (built,) = out.glob("signstream-*.whl")
     return built
 
@@ -205,8 +207,7 @@ def test_model_update_switches_the_link_keeps_the_config_and_refuses_bad_models(
     root = tmp_path / "root"
     assert run_install(root, wheel, model_dir, "--no-systemd").returncode == 0
     config = root / CONFIG_PATH.lstrip("/")
-    config.write_text(config.read_text().replace('confidence_threshold = 0.5',
-                                                 'confidence_threshold = 0.7'))
+    config.write_text(config.read_text() + "# edited by the operator\n")
     edited = config.read_bytes()
     models = root / PREFIX.lstrip("/") / "models"
     first_target = os.readlink(models / "student")
