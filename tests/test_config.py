@@ -113,3 +113,10 @@ def test_console_scripts_exit_2_with_one_line(tmp_path, script, content, fragmen
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert fragment in lines[0]
+
+
+def test_base_dir_is_not_a_file_key_and_is_not_offered_as_one():
+    with pytest.raises(ConfigError) as raised:
+        config_from_dict({"base_dir": "/etc"})
+    assert "unknown key 'base_dir'" in str(raised.value)
+    assert "base_dir," not in str(raised.value) and not str(raised.value).endswith("base_dir")

@@ -32,8 +32,6 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "default.toml"
 
 def config_from_dict(table: dict, *, source: str | None = None, base_dir: str | Path = ".") -> Config:
     """Build a Config from an already parsed TOML table (tests and tools use this)."""
-    if "base_dir" in table:
-        raise ConfigError("unknown key 'base_dir' in top level", source=source, key="base_dir")
     try:
         config = build_section(Config, table)
     except ConfigError as error:

@@ -119,7 +119,8 @@ def _convert(value: object, annotation: object, key: str) -> object:
 def build_section(section_type: type, table: dict, prefix: str = "") -> object:
     """Build ``section_type`` from a TOML table: unknown keys and wrong types are ConfigErrors."""
     hints = typing.get_type_hints(section_type)
-    field_names = [field.name for field in dataclasses.fields(section_type)]
+    # Fields marked metadata={"toml": False} are set by the loader, never by a file.
+    field_names = [field.name for field in dataclasses.fields(section_type) if field.metadata.get("toml", True)]
     unknown = sorted(set(table) - set(field_names))
     if unknown:
         where = prefix or "top level"

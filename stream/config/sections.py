@@ -351,7 +351,7 @@ class Config:
     record: RecordConfig = field(default_factory=RecordConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     # Directory of the file this was read from; not a TOML key (the loader refuses it).
-    base_dir: str = field(default=".", compare=False)
+    base_dir: str = field(default=".", compare=False, metadata={"toml": False})
 
     def resolve_path(self, value: str) -> Path:
         """A path from the config: absolute as is, relative to the config file's directory."""
