@@ -97,6 +97,7 @@ def test_an_empty_dataset_directory_exits_2_with_a_message(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the --quick run itself is given 900 s below; the suite's 300 s default is too short
 def test_quick_training_end_to_end(small_dataset, tmp_path):
     from stream.classifier import Classifier
 
