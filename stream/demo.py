@@ -85,8 +85,10 @@ def write_demo_config(base_config, directory: Path, overrides: dict | None = Non
 class SideBySide:
     """Pairs performed signs (truth) with recognised ones (events) by time, and prints them."""
 
-    def __init__(self, out=sys.stdout):
+    def __init__(self, out=sys.stdout, truth_available: bool = True):
         self.out = out
+        # Through the Trigno protocol no ground truth arrives: every event is shown as recognised only.
+        self.truth_available = truth_available
         self.truths: list[dict] = []
         self.events: list[dict] = []
         self.performed = self.correct = self.wrong = self.missed = self.extra = 0
@@ -131,12 +133,15 @@ class SideBySide:
 
     def _print_extra(self, event: dict) -> None:
         self.extra += 1
-        self._row(event["start_time_s"], "(rest)", event["label"], f"{event['confidence']:.2f}", "")
+        performed = "(rest)" if self.truth_available else "?"
+        self._row(event["start_time_s"], performed, event["label"], f"{event['confidence']:.2f}", "")
 
     def _row(self, time_s: float, performed: str, recognised: str, confidence: str, latency: str) -> None:
         print(f"{time_s:7.1f}s  {performed:<16} {recognised:<16} {confidence:>10} {latency:>15}", file=self.out, flush=True)
 
     def summary(self) -> str:
+        if not self.truth_available:
+            return f"recognised {self.extra} signs (the Trigno protocol carries no ground truth to compare with)"
         return (f"performed {self.performed} signs: {self.correct} recognised, {self.wrong} wrong, {self.missed} missed; "
                 f"{self.extra} events during rest")
 
@@ -157,7 +162,28 @@ def stop_processes(processes: dict[str, subprocess.Popen], grace_s: float = 3.0)
     return {name: process.returncode for name, process in processes.items()}
 
 
-def run_demo(config_path: str | None, duration_s: float, out=sys.stdout) -> int:
+def start_trigno_emulator(config_path: str | None, directory: Path) -> tuple[subprocess.Popen, dict | None]:
+    """stream-trigno-emulator on free loopback ports, streaming the synthetic signer; returns the
+    process and the ports it printed (None if it printed none within 60 s)."""
+    import json
+    import select
+
+    log = open(directory / "stream-trigno-emulator.log", "wb")
+    command = [sys.executable, "-m", "stream.trigno.emulator", "--source", "synthetic", "--ports", "0,0,0,0,0"]
+    if config_path:
+        command += ["--config", str(config_path)]
+    emulator = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log.close()  # the child holds its own descriptor
+    ready, _, _ = select.select([emulator.stdout], [], [], 60.0)
+    line = emulator.stdout.readline() if ready else b""
+    try:
+        return emulator, json.loads(line)["listening"]
+    except (ValueError, KeyError, TypeError):
+        return emulator, None
+
+
+def run_demo(config_path: str | None, duration_s: float, out=sys.stdout, source: str = "synthetic") -> int:
     from stream.config import ConfigError, load_config
 
     try:
@@ -181,9 +207,29 @@ def run_demo(config_path: str | None, duration_s: float, out=sys.stdout) -> int:
     processes: dict[str, subprocess.Popen] = {}
     with tempfile.TemporaryDirectory(prefix="signstream-demo-") as scratch:
         directory = Path(scratch)
-        config = load_config(write_demo_config(base, directory))
+        overrides = None
+        if source == "trigno":
+            # The signer reaches stream-acquire through the Trigno SDK protocol, as from a base station.
+            from stream.config import to_dict
+
+            emulator, ports = start_trigno_emulator(config_path, directory)
+            processes["stream-trigno-emulator"] = emulator
+            if ports is None:
+                stop_processes(processes)
+                tail = (directory / "stream-trigno-emulator.log").read_text(errors="replace").strip().splitlines()[-8:]
+                print("demo: stream-trigno-emulator did not start; its last log lines:", *tail, sep="\n  ", file=sys.stderr)
+                context.term()
+                for number, handler in previous_handlers.items():
+                    signal.signal(number, handler)
+                return 1
+            trigno = {**to_dict(base.acquire.trigno), "host": "127.0.0.1", "command_port": ports["command"],
+                      "emg_port": ports["emg"], "aux_port": ports["aux"]}
+            overrides = {"acquire": {"source": "trigno", "trigno": trigno}}
+        config = load_config(write_demo_config(base, directory, overrides))
         config_file = directory / "demo.toml"
         logs = {name: open(directory / f"{name}.log", "wb") for name in ("stream-sink", "stream-infer", "stream-acquire")}
+        if source == "trigno":
+            logs["stream-trigno-emulator"] = open(directory / "stream-trigno-emulator.log", "ab")
         environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
         def start(name: str) -> None:
@@ -213,7 +259,8 @@ def run_demo(config_path: str | None, duration_s: float, out=sys.stdout) -> int:
             status_socket.setsockopt(zmq.SUBSCRIBE, TOPIC_STATUS)
             status_socket.connect(config.endpoints.predictions)
 
-            print(f"signstream demo: simulated signer -> stream-acquire -> stream-infer -> stream-sink, "
+            through = " -> Trigno emulator (SDK TCP protocol)" if source == "trigno" else ""
+            print(f"signstream demo: simulated signer{through} -> stream-acquire -> stream-infer -> stream-sink, "
                   f"{duration_s:.0f} s (model {card.parent.name}/{card.name})", file=out, flush=True)
             start("stream-sink")
             start("stream-infer")
@@ -227,7 +274,7 @@ def run_demo(config_path: str | None, duration_s: float, out=sys.stdout) -> int:
                     return failed("stream-infer", "did not report ready within 60 s")
             time.sleep(0.2)
             start("stream-acquire")
-            table = SideBySide(out)
+            table = SideBySide(out, truth_available=source != "trigno")
             poller = zmq.Poller()
             poller.register(truth_socket, zmq.POLLIN)
             poller.register(events_socket, zmq.POLLIN)
@@ -283,8 +330,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stream.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None, help="TOML config (default: the shipped defaults)")
     parser.add_argument("--duration", type=float, default=40.0, help="seconds of live signing (default 40)")
+    parser.add_argument("--source", choices=("synthetic", "trigno"), default="synthetic",
+                        help="synthetic: the signer inside stream-acquire (signs performed shown beside signs "
+                             "recognised); trigno: the signer behind stream-trigno-emulator, read through the "
+                             "Trigno SDK protocol (recognised signs only: the protocol carries no ground truth)")
     arguments = parser.parse_args(argv)
-    return run_demo(arguments.config, arguments.duration)
+    return run_demo(arguments.config, arguments.duration, source=arguments.source)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ from conftest import REPO_ROOT
 SHIPPED_CARD = REPO_ROOT / "models" / "student" / "model_card.json"
 
 
-def demo_processes() -> list[str]:
-    """Command lines of live processes started by a demo (their config is in a signstream-demo- dir)."""
+def demo_processes(fragment: str = "signstream-demo-") -> list[str]:
+    """Command lines of live processes containing ``fragment`` (by default: started by a demo, whose
+    config is in a signstream-demo- dir)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -22,7 +23,7 @@ def demo_processes() -> list[str]:
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if "signstream-demo-" in command and str(os.getpid()) != entry.name:
+            if fragment in command and str(os.getpid()) != entry.name:
                 found.append(command)
     return found
 
@@ -56,3 +57,21 @@ def test_demo_runs_the_pipeline_and_leaves_no_process_behind(tmp_path):
         # (a sign ending less than a window, 2 s, after stream-infer's first frame).
         assert sum(" - " not in row for row in rows) >= len(rows) - 1, out
     assert demo_processes() == []
+
+
+def test_demo_through_the_trigno_emulator_leaves_no_process_behind():
+    """`python -m stream.demo --source trigno`: the signer behind stream-trigno-emulator, read by
+    stream-acquire over the Trigno SDK protocol; recognised signs only (the protocol has no truth)."""
+    if not SHIPPED_CARD.exists():
+        import pytest
+
+        pytest.skip("needs the shipped student in models/student")
+    done = subprocess.run([sys.executable, "-m", "stream.demo", "--source", "trigno", "--duration", "12"],
+                          capture_output=True, timeout=150, cwd=REPO_ROOT)
+    out = done.stdout.decode()
+    assert done.returncode == 0, out + done.stderr.decode()
+    assert "Trigno emulator (SDK TCP protocol)" in out.splitlines()[0]
+    assert any(line.startswith("recognised ") and "ground truth" in line for line in out.splitlines()), out
+    assert "every process stopped cleanly" in out
+    assert demo_processes() == []
+    assert demo_processes("stream.trigno.emulator --source synthetic --ports 0,0,0,0,0") == []
