@@ -62,7 +62,6 @@ def _convert(value: object, annotation: object, key: str) -> object:
 
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for option in typing.get_args(annotation):
             if option is type(None):
                 if value is None:
@@ -70,8 +69,8 @@ def _convert(value: object, annotation: object, key: str) -> object:
                 continue
             try:
                 return _convert(value, option, key)
-            except ConfigError as error:
-                errors.append(error)
+            except ConfigError:
+                continue
         fail()
     if annotation is bool:
         if not isinstance(value, bool):
