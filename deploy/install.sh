@@ -9,6 +9,7 @@
 #   /opt/signstream/models/student   -> models/<card sha256[:12]>/ (model_card.json + .tflite files)
 #   /etc/signstream/signstream.toml  the config (written once; never overwritten)
 #   /var/cache/signstream/numba      numba's compiled-kernel cache (NUMBA_CACHE_DIR)
+#   /var/cache/signstream/designs    designed filter coefficients (SIGNSTREAM_CACHE_DIR=/var/cache/signstream)
 #   /var/lib/signstream              the service user's home, recordings
 #   /etc/systemd/system/signstream*  the units (signstream.target starts all three daemons)
 #
@@ -206,6 +207,7 @@ install_dir 0750 "$ROOT$STATE_DIR/recordings" signstream:signstream
 # changes nothing.
 install_dir 0750 "$ROOT$CACHE_DIR" signstream:signstream
 install_dir 0750 "$ROOT$CACHE_DIR/numba" signstream:signstream
+install_dir 0750 "$ROOT$CACHE_DIR/designs" signstream:signstream
 install_file 0644 "$CHECKOUT/docs/DEPLOY.md" "$ROOT$PREFIX/share/doc/DEPLOY.md"
 
 # --- 5. systemd -----------------------------------------------------------------------------------

@@ -81,6 +81,10 @@ class Daemon:
 
     def _apply_curve_server(self, socket: zmq.Socket) -> None:
         security = self.config.security
+        if not security.server_secret_key_file:
+            raise CurveKeyError(f"{self.name} publishes, so with [security] curve = true it needs "
+                                "server_secret_key_file (the server's .key_secret file); only hosts that just "
+                                "subscribe can go without it")
         public, secret = _load_key_pair(str(self.config.resolve_path(security.server_secret_key_file)),
                                         "server_secret_key_file")
         if secret is None:
@@ -98,6 +102,9 @@ class Daemon:
 
     def _apply_curve_client(self, socket: zmq.Socket) -> None:
         security = self.config.security
+        if not security.server_public_key_file:
+            raise CurveKeyError(f"{self.name} subscribes, so with [security] curve = true it needs "
+                                "server_public_key_file (the publishing server's .key file)")
         server_public, _ = _load_key_pair(str(self.config.resolve_path(security.server_public_key_file)),
                                           "server_public_key_file")
         if security.client_secret_key_file:

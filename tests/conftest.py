@@ -23,6 +23,25 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config):
+    # Every test and every daemon it starts shares one fresh design cache (stream.dsp.design_cache),
+    # never the user's ~/.cache: the first Preprocessor designs with scipy, the rest read the files.
+    if "SIGNSTREAM_CACHE_DIR" not in os.environ:
+        import tempfile
+
+        config.signstream_cache_dir = tempfile.mkdtemp(prefix="signstream-test-cache-")
+        os.environ["SIGNSTREAM_CACHE_DIR"] = config.signstream_cache_dir
+
+
+def pytest_unconfigure(config):
+    created = getattr(config, "signstream_cache_dir", None)
+    if created:
+        import shutil
+
+        shutil.rmtree(created, ignore_errors=True)
+        os.environ.pop("SIGNSTREAM_CACHE_DIR", None)
+
+
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
 

@@ -149,6 +149,9 @@ def test_units_keep_the_hardening_and_restart_policy_we_document():
         # numba's JIT needs writable+executable memory: this must never be switched on.
         assert "MemoryDenyWriteExecute" not in values
         assert "NUMBA_CACHE_DIR=/var/cache/signstream/numba" in unit_values(unit, "Environment")
+        # The designed filters are cached beside (stream.dsp.design_cache): a warm start imports no scipy.
+        assert "SIGNSTREAM_CACHE_DIR=/var/cache/signstream" in unit_values(unit, "Environment")
+        assert "signstream" in values["CacheDirectory"].split()
         assert "signstream/numba" in values["CacheDirectory"].split()
 
 
@@ -186,7 +189,7 @@ def test_installed_layout_and_config(staged):
     assert (venv / "bin" / "python").exists()
     link = root / PREFIX.lstrip("/") / "models" / "student"
     assert link.is_symlink() and (link / "model_card.json").is_file()
-    for directory, mode in [("var/cache/signstream/numba", 0o750), ("var/lib/signstream", 0o750),
+    for directory, mode in [("var/cache/signstream/numba", 0o750), ("var/cache/signstream/designs", 0o750), ("var/lib/signstream", 0o750),
                             ("etc/signstream", 0o750)]:
         assert stat.S_IMODE((root / directory).stat().st_mode) == mode, directory
     assert stat.S_IMODE((root / CONFIG_PATH.lstrip("/")).stat().st_mode) == 0o640

@@ -12,7 +12,7 @@ import zmq.auth
 
 from daemon_helpers import receive_until, status_of, stop_and_time, write_config
 from stream.config import Config
-from stream.protocol import decode_event, encode_prediction
+from stream.protocol import decode_event, encode_event, encode_prediction
 
 
 def test_every_default_endpoint_is_loopback():
@@ -84,6 +84,37 @@ def test_curve_client_without_the_key_gets_nothing(processes, zmq_context, tmp_p
     assert not stranger.poll(500, zmq.POLLIN)
     assert not plain.poll(100, zmq.POLLIN)
     assert stop_and_time(sink) < 2.0 and sink.returncode == 0
+
+
+def test_a_subscriber_only_host_needs_no_server_secret_key(processes, zmq_context, tmp_path, keys):
+    # e.g. a laptop running stream-subscribe against a Pi: it holds the server's public key only.
+    security = ("[security]\ncurve = true\n"
+                f'server_public_key_file = "{keys["server_public"]}"\n'
+                f'client_secret_key_file = "{keys["client_secret"]}"\n')
+    config, endpoints = write_config(tmp_path, security)
+    events = zmq_context.socket(zmq.PUB)  # standing in for stream-sink on the other host
+    public, secret = zmq.auth.load_certificate(keys["server_secret"])
+    events.curve_secretkey, events.curve_publickey, events.curve_server = secret, public, True
+    events.bind(endpoints["events"])
+    subscribe = processes.start_python(["-m", "stream.subscribe", "--config", str(config), "--count", "1",
+                                        "--timeout", "20"])
+    deadline = time.monotonic() + 20
+    sequence = 0
+    while subscribe.poll() is None and time.monotonic() < deadline:
+        events.send_multipart(encode_event({
+            "seq": sequence, "session": "s", "t_wall": time.time(), "model_id": "m", "class_index": 0,
+            "label": "hello", "confidence": 0.9, "start_index": 1, "end_index": 50, "rate": "2000/27",
+            "start_time_s": 0.0135, "end_time_s": 0.675, "start_wall": 1.0, "end_wall": 2.0}))
+        sequence += 1
+        time.sleep(0.05)
+    out, err = subscribe.communicate(timeout=10)
+    assert subscribe.returncode == 0, err.decode()
+    assert '"label": "hello"' in out.decode()
+
+    # The same config on a host that publishes is refused at start, naming the missing key.
+    sink = processes.start_python(["-m", "stream.sink", "--config", str(config)])
+    _, err = sink.communicate(timeout=15)
+    assert sink.returncode == 1 and "server_secret_key_file" in err.decode() and "publishes" in err.decode()
 
 
 def test_missing_key_file_is_one_clear_line_and_exit_1(processes, tmp_path):

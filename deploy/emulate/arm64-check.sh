@@ -156,11 +156,11 @@ fi
 
 SIGNSTREAM_UID=$(awk -F: '$1 == "signstream" {print $3}' "$ROOTFS/etc/passwd")
 SIGNSTREAM_GID=$(awk -F: '$1 == "signstream" {print $4}' "$ROOTFS/etc/passwd")
-# What the units give the daemons: their user, the config, the numba cache directory.
+# What the units give the daemons: their user, the config, the numba and design cache directories.
 as_service() {
     $RUN chroot --userspec="$SIGNSTREAM_UID:$SIGNSTREAM_GID" "$ROOTFS" \
         env -i PATH=/usr/bin:/bin HOME=/var/lib/signstream PYTHONUNBUFFERED=1 \
-        NUMBA_CACHE_DIR=/var/cache/signstream/numba "$@"
+        NUMBA_CACHE_DIR=/var/cache/signstream/numba SIGNSTREAM_CACHE_DIR=/var/cache/signstream "$@"
 }
 # In the background, exec all the way down (nice -> chroot -> env -> python): $! is the daemon
 # itself, so stopping it by that PID leaves no emulated process behind.
@@ -168,12 +168,12 @@ as_service_in_background() {  # log file, command...
     local log="$1"; shift
     ( exec $RUN chroot --userspec="$SIGNSTREAM_UID:$SIGNSTREAM_GID" "$ROOTFS" \
         env -i PATH=/usr/bin:/bin HOME=/var/lib/signstream PYTHONUNBUFFERED=1 \
-        NUMBA_CACHE_DIR=/var/cache/signstream/numba "$@" ) > "$log" 2>&1 &
+        NUMBA_CACHE_DIR=/var/cache/signstream/numba SIGNSTREAM_CACHE_DIR=/var/cache/signstream "$@" ) > "$log" 2>&1 &
 }
 
 stage "7. numba compile time and inference latency (EMULATED)"
 if [ "$MEASURE_COLD" = 1 ]; then
-    rm -rf "$ROOTFS/var/cache/signstream/numba/"*
+    rm -rf "$ROOTFS/var/cache/signstream/numba/"* "$ROOTFS/var/cache/signstream/designs/"*
     as_service /opt/signstream/venv/bin/python "$SRC_IN_ROOT/deploy/emulate/measure.py" \
         --config /etc/signstream/signstream.toml --label "cold numba cache" | tee "$LOG_DIR/measure-cold.json" || echo "measure failed (above)"
 else

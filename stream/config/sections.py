@@ -95,10 +95,13 @@ class SecurityConfig:
     authorized_clients_dir: str = ""
 
     def __post_init__(self) -> None:
+        # Which key a host needs depends on what it runs: a publisher (stream-acquire, -infer, -sink)
+        # the server secret key, a subscriber (stream-infer, -sink, -subscribe, -record) the server
+        # public key. So a subscriber-only host holds no secret: each socket checks its key when made.
         if self.curve:
-            for name in ("server_secret_key_file", "server_public_key_file"):
-                _require(bool(getattr(self, name)), f"security.{name}", getattr(self, name),
-                         "a key file path when security.curve = true")
+            _require(bool(self.server_secret_key_file or self.server_public_key_file), "security.server_public_key_file",
+                     self.server_public_key_file, "a key file path when security.curve = true (and "
+                     "server_secret_key_file on hosts that publish)")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Filter and resampler design, done once at start-up with scipy.signal.
+"""Filter and resampler design, done once at start-up with scipy.signal (or read from the cache,
+``design_cache``, which is why scipy is imported inside the functions: a cache hit never imports it).
 
 Nothing here runs per frame: the streaming kernels only read the coefficient arrays made here.
 Every design is returned as a small frozen dataclass holding contiguous float64 arrays.
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from scipy import signal
 
 from stream.config.sections import FiltersConfig, PreprocessConfig
 
@@ -67,6 +67,8 @@ def design_resampler(input_rate_hz: Fraction, output_rate_hz: Fraction, half_len
                      kaiser_beta: float) -> ResamplerDesign:
     """The anti-aliased polyphase FIR for an exact rational ratio (``half_length`` in units of
     ``max(up, down)``, as resample_poly's fixed 10)."""
+    from scipy import signal
+
     ratio = Fraction(output_rate_hz) / Fraction(input_rate_hz)
     up, down = ratio.numerator, ratio.denominator
     if half_length < 1:
@@ -83,6 +85,8 @@ def design_resampler(input_rate_hz: Fraction, output_rate_hz: Fraction, half_len
 
 def settle_samples(sos: np.ndarray, level: float = SETTLE_RELATIVE_LEVEL, max_samples: int = 100_000) -> int:
     """Samples until the impulse response stays below ``level`` times its peak (bounded)."""
+    from scipy import signal
+
     length = 1024
     while True:
         impulse = np.zeros(length)
@@ -102,6 +106,8 @@ def _contiguous(array: np.ndarray) -> np.ndarray:
 
 def design_emg_filter(filters: FiltersConfig, emg_rate_hz: Fraction) -> np.ndarray:
     """sEMG cascade: Butterworth band-pass then (unless notch_hz = 0) the powerline notch."""
+    from scipy import signal
+
     rate = float(emg_rate_hz)
     low, high = filters.emg_bandpass_hz
     if high >= rate / 2:
@@ -116,6 +122,8 @@ def design_emg_filter(filters: FiltersConfig, emg_rate_hz: Fraction) -> np.ndarr
 
 def design_imu_filter(filters: FiltersConfig, imu_rate_hz: Fraction) -> np.ndarray:
     """Accelerometer and gyroscope: Butterworth low-pass."""
+    from scipy import signal
+
     rate = float(imu_rate_hz)
     if filters.imu_lowpass_hz >= rate / 2:
         raise ValueError(f"[filters] imu_lowpass_hz {filters.imu_lowpass_hz} Hz must be below the IMU Nyquist "
@@ -126,6 +134,8 @@ def design_imu_filter(filters: FiltersConfig, imu_rate_hz: Fraction) -> np.ndarr
 def design_modality(name: str, filters: FiltersConfig, preprocess: PreprocessConfig,
                     emg_rate_hz: Fraction, imu_rate_hz: Fraction) -> ModalityDesign:
     """The full chain design of one modality ('emg', 'acc' or 'gyro')."""
+    from scipy import signal
+
     if name == "emg":
         sos, rate, rectify, scale = design_emg_filter(filters, emg_rate_hz), emg_rate_hz, preprocess.emg_envelope, \
             preprocess.emg_scale

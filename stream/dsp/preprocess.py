@@ -28,7 +28,8 @@ import numpy as np
 from stream.config import Config, config_hash, to_dict
 from stream.dsp import _kernels as kernels
 from stream.dsp.chain import ChainBank, ChainOutput, ChainSpec
-from stream.dsp.design import ModalityDesign, design_modality
+from stream.dsp.design import ModalityDesign
+from stream.dsp.design_cache import cached_design_modality
 from stream.dsp.resample import check_continues
 from stream.frames import MODALITIES, Frame
 from stream.rates import samples_per_frame
@@ -103,7 +104,7 @@ class Preprocessor:
                               "gyro": Fraction(sensors.imu_rate_hz)}
         self.samples_per_frame = {name: samples_per_frame(rate) for name, rate in self.input_rate_hz.items()}
         self.designs: dict[str, ModalityDesign] = {
-            name: design_modality(name, config.filters, config.preprocess, sensors.emg_rate_hz, sensors.imu_rate_hz)
+            name: cached_design_modality(name, config.filters, config.preprocess, sensors.emg_rate_hz, sensors.imu_rate_hz)
             for name in self.modalities
         }
         self._steady = config.filters.initial_state == "steady"

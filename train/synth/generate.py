@@ -18,10 +18,14 @@ from train.synth.render import StreamState, render, sample_index
 from train.synth.signer import SignerProfile, make_signer
 from train.synth.vocabulary import LABELS, MUSCLES, VOCABULARY
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SENSOR_NAMES = MUSCLES  # the sensor over each muscle is named after it (as [sensors] names)
 FRAME_S = float(FRAME_PERIOD_S)
-ISOLATED_REST_S = (0.4, 0.9)
+# Enough rest before an isolated sign that the model's whole 2 s window (ending hold_off_s after the sign,
+# jittered) lies inside the recording, after the filters' start-up transient: version 1 had 0.4-0.9 s and
+# 65 % of the training windows had to be padded with mirrored rest.
+ISOLATED_LEAD_REST_S = (1.9, 2.4)
+ISOLATED_TAIL_REST_S = (0.4, 0.9)
 SESSION_REST_S = (1.0, 2.5)
 KIND_ISOLATED, KIND_SESSION = 1, 2
 
@@ -41,11 +45,11 @@ def _recording(emg, acc, gyro, gaps, annotations, metadata) -> Recording:
 
 def isolated_recording(seed: int, signer: SignerProfile, sign_index: int, repetition: int,
                        variability: float = 1.0) -> Recording:
-    """Rest (0.4-0.9 s), one sign (0.5-1.5 s), rest (0.4-0.9 s); one annotation."""
+    """Rest (1.9-2.4 s), one sign (0.5-1.5 s), rest (0.4-0.9 s); one annotation."""
     rng = _rng(seed, KIND_ISOLATED, signer.index, sign_index, repetition)
-    onset = float(rng.uniform(*ISOLATED_REST_S))
+    onset = float(rng.uniform(*ISOLATED_LEAD_REST_S))
     event = plan_sign(sign_index, onset, signer, rng, variability)
-    total_s = event.end_s + float(rng.uniform(*ISOLATED_REST_S))
+    total_s = event.end_s + float(rng.uniform(*ISOLATED_TAIL_REST_S))
     frames = math.ceil(total_s / FRAME_S)
     emg, acc, gyro, gaps = render([event], signer, StreamState.draw(rng), rng, 0, frames)
     label = LABELS[sign_index]

@@ -66,20 +66,20 @@ def plan_sign(sign_index: int, onset_s: float, signer: SignerProfile, rng: np.ra
     """Draw one repetition of ``sign_index`` by ``signer`` starting at ``onset_s``.
     ``variability`` scales every per-repetition spread (1 = the documented model)."""
     sign = VOCABULARY[sign_index]
-    duration = sign.duration_s * signer.tempo * rng.lognormal(0.0, 0.11 * variability)
+    duration = sign.duration_s * signer.tempo * rng.lognormal(0.0, 0.0935 * variability)
     duration = float(np.clip(duration, MIN_SIGN_S + 0.05, MAX_SIGN_S - 0.05))
     ramp_in = min(float(rng.uniform(0.26, 0.36)) * signer.tempo, 0.32 * duration)
     ramp_out = min(float(rng.uniform(0.26, 0.36)) * signer.tempo, 0.32 * duration)
     posture = (np.array(sign.posture_deg) + signer.location_offset_deg[sign_index]
-               + rng.normal(0.0, 4.8 * variability, JOINT_COUNT))
+               + rng.normal(0.0, 4.08 * variability, JOINT_COUNT))
     activation = (np.array(sign.activation) * signer.style_activation[sign_index]
-                  * rng.lognormal(0.0, 0.19 * variability) * rng.lognormal(0.0, 0.22 * variability, 4))
+                  * rng.lognormal(0.0, 0.1615 * variability) * rng.lognormal(0.0, 0.187 * variability, 4))
     return SignEvent(
         sign_index=sign_index, onset_s=float(onset_s), duration_s=duration, ramp_in_s=ramp_in, ramp_out_s=ramp_out,
         posture_deg=posture, activation=activation,
         movement_scale=float(signer.movement_scale * signer.style_movement[sign_index]
-                             * rng.lognormal(0.0, 0.16 * variability)),
-        warp=float(np.clip(rng.uniform(-0.4, 0.4) * variability, -0.9, 0.9)), handshape_lead=float(rng.uniform(0.5, 1.0)),
+                             * rng.lognormal(0.0, 0.136 * variability)),
+        warp=float(np.clip(rng.uniform(-0.34, 0.34) * variability, -0.9, 0.9)), handshape_lead=float(rng.uniform(0.5, 1.0)),
     )
 
 
