@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train.synth.generate import isolated_recording, session_recording
+from train.synth.generate import ISOLATED_LEAD_REST_S, ISOLATED_TAIL_REST_S, isolated_recording, session_recording
 from train.synth.signer import make_signer
 from train.synth.vocabulary import LABELS, VOCABULARY
 
@@ -50,9 +50,13 @@ def test_isolated_timing_rest_sign_rest(recordings):
         before = annotation.start_index / rate
         sign = (annotation.end_index - annotation.start_index) / rate
         after = recording.duration_s - annotation.end_index / rate
-        assert 0.4 - 0.01 <= before <= 0.9 + 0.01
+        lead, tail = ISOLATED_LEAD_REST_S, ISOLATED_TAIL_REST_S
+        assert lead[0] - 0.01 <= before <= lead[1] + 0.01
         assert 0.5 <= sign <= 1.5
-        assert 0.4 - 0.01 <= after <= 0.9 + 0.0135 + 0.01  # whole frames
+        assert tail[0] - 0.01 <= after <= tail[1] + 0.0135 + 0.01  # whole frames
+        # The model's 2 s window ending hold_off_s after the sign (jittered 0.15 s earlier in training)
+        # lies inside the recording: no training window needs padding (train.distill.data).
+        assert annotation.end_index / rate - 2.0 - 0.15 >= 0.3
         assert recording.emg.shape[0] == 15 * (recording.acc.shape[0] // 2)
 
 

@@ -8,10 +8,10 @@ model tolerates the segmenter's detection error; validation and test use the un-
 
 Every sample comes from ``stream.dsp.preprocess.Preprocessor.process_recording`` (the same filters,
 resampler and scaling as live) and is cut like ``stream.dsp.windows.extract_window``. One thing is
-added here: isolated recordings are shorter than a window (1.5-3.2 s with the sign ending 1.3-1.8 s
-in, for a 2.0 s window), so the missing start of a window is filled with the recording's own rest
-before the sign, mirrored (``np.pad`` "symmetric") - rest-like data where the live stream would have
-rest. The count of padded samples is reported; recordings with enough lead rest need none.
+added here for recordings with less rest before the sign than a window needs (synth-v3 and older,
+a user's own short recordings; synth-v4 has 1.9-2.4 s and needs none): the missing start of a window
+is filled with the recording's own rest before the sign, mirrored (``np.pad`` "symmetric") -
+rest-like data where the live stream would have rest. The count of padded windows is reported.
 """
 
 from __future__ import annotations
