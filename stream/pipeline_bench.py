@@ -13,7 +13,11 @@ The shipped config and model are used (``SIGNSTREAM_BENCH_CONFIG`` names another
   - per frame (thousands of samples, from stream-infer's status): ``frame_ipc_ms_p99`` (publication to
     receipt) and ``frame_dsp_ms_p99`` (processing);
   - ``pipeline_cpu_fraction``: CPU seconds of the three daemons per wall second (1.0 = one core);
-  - ``infer_rss_mb`` (resident now) and ``infer_peak_rss_mb``.
+  - ``infer_rss_mb`` (resident now) and ``infer_peak_rss_mb``;
+- ``host_inference_hot_ms`` / ``host_inference_after_1s_idle_ms``: one model invoke in this process,
+  back to back and after sleeping 1 s. They agree on a quiet computer; where they do not, the host
+  makes memory left untouched for a while slow to touch again, and every figure above that follows
+  a pause (each sign's classification, each frame's processing) pays it (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -177,10 +181,33 @@ def run() -> dict:
     figures["pipeline_cpu_fraction"] = round(sum(cpu.values()) / wall, 4)
     figures.update({f"{name}_cpu_fraction": round(value / wall, 4) for name, value in cpu.items()})
     figures["pipeline_bench_s"] = round(wall, 1)
+    figures.update(_idle_penalty(base))
     # Other work on the host inflates every figure above (scheduling delays, cold caches): say how much.
     figures["host_load_average_1min"] = round(os.getloadavg()[0], 2)
     figures["host_cpus"] = os.cpu_count()
     return figures
+
+
+def _idle_penalty(config) -> dict:
+    from stream.classifier import Classifier
+
+    model = Classifier.from_config(config).model
+    inputs = {name: np.zeros(tuple(detail["shape"][1:]), dtype=np.float32) for name, detail in model.inputs.items()}
+
+    def timed_ms() -> float:
+        started = time.perf_counter()
+        model.run(inputs)
+        return (time.perf_counter() - started) * 1000
+
+    for _ in range(5):
+        timed_ms()
+    hot = [timed_ms() for _ in range(20)]
+    after_idle = []
+    for _ in range(3):
+        time.sleep(1.0)
+        after_idle.append(timed_ms())
+    return {"host_inference_hot_ms": round(float(np.median(hot)), 3),
+            "host_inference_after_1s_idle_ms": round(float(np.median(after_idle)), 3)}
 
 
 if __name__ == "__main__":
