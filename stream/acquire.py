@@ -115,6 +115,8 @@ def main(argv=None) -> int:
     def setup(daemon: Daemon):
         source = open_source(config)
         daemon.on_close(getattr(source, "close", lambda: None))
+        if hasattr(source, "request_stop"):  # a source that can block for long (a silent Trigno base)
+            daemon.on_stop_request(source.request_stop)
         acquire(daemon, source, arguments.max_frames)
         return None
 

@@ -72,10 +72,16 @@ class Daemon:
         self._last_bad_log = -BAD_MESSAGE_LOG_INTERVAL_S
         self._authenticator = None
         self._closers: list[Callable[[], None]] = []
+        self._stop_hooks: list[Callable[[], None]] = []
 
     def on_close(self, closer: Callable[[], None]) -> None:
         """Run ``closer`` (e.g. a file's close) when the daemon closes, before the sockets."""
         self._closers.append(closer)
+
+    def on_stop_request(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` from the SIGTERM/SIGINT handler, after the stop flag is set: for a loop that
+        blocks outside the poller (stream-acquire's source). It must only set flags or shut sockets."""
+        self._stop_hooks.append(hook)
 
     # ------------------------------------------------------------------------------- sockets
 
@@ -154,6 +160,8 @@ class Daemon:
         def request_stop(signal_number, _frame):
             # Only set the flag: the loop sees it within one poll interval and closes cleanly.
             self.stop_requested = True
+            for hook in self._stop_hooks:
+                hook()
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)

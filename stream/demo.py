@@ -146,8 +146,18 @@ class SideBySide:
                 f"{self.extra} events during rest")
 
 
-def stop_processes(processes: dict[str, subprocess.Popen], grace_s: float = 3.0) -> dict[str, int]:
-    """SIGTERM everything, wait, SIGKILL what is left; returns each exit status."""
+def stop_processes(processes: dict[str, subprocess.Popen], grace_s: float = 3.0,
+                   last: tuple[str, ...] = ("stream-trigno-emulator",)) -> dict[str, int]:
+    """SIGTERM everything, wait, SIGKILL what is left; returns each exit status. The processes named
+    in ``last`` are stopped after the others: the emulated base station outlives the pipeline, as a
+    real one does, so stream-acquire's STOP finds it there."""
+    first = {name: process for name, process in processes.items() if name not in last}
+    then = {name: process for name, process in processes.items() if name in last}
+    codes = {**_stop_together(first, grace_s), **_stop_together(then, grace_s)}
+    return {name: codes[name] for name in processes}
+
+
+def _stop_together(processes: dict[str, subprocess.Popen], grace_s: float) -> dict[str, int]:
     for process in processes.values():
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

@@ -158,3 +158,21 @@ def test_probe_reports_the_base_and_whether_the_pipeline_can_stream(processes, t
     out, _ = probe.communicate(timeout=30)
     report = json.loads(out)
     assert probe.returncode == 1 and report["ready"] is False and "slot 9 has no paired sensor" in report["problem"]
+
+
+def test_stream_acquire_stops_within_2_s_even_when_the_base_goes_silent(processes, zmq_context, tmp_path):
+    # A base station that keeps its sockets open but sends nothing (here: the emulator, frozen with
+    # SIGSTOP): the read would wait timeout_s (5 s by default); SIGTERM must not wait for it.
+    base_config, _ = write_config(tmp_path)
+    emulator, ports = start_emulator(processes, base_config)
+    config_path, endpoints = write_config(tmp_path, trigno_toml(ports, timeout_s=5.0))
+    frames_socket = subscriber(zmq_context, endpoints["frames"], TOPIC_FRAME)
+    acquire = processes.start_python(["-m", "stream.acquire", "--config", str(config_path)])
+    receive_until(frames_socket, lambda parts: True, timeout_s=20)
+    emulator.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(0.5)  # the read is now waiting on a silent base
+        assert stop_and_time(acquire, timeout_s=5.0) < 2.0 and acquire.returncode == 0
+    finally:
+        emulator.send_signal(signal.SIGCONT)
+    frames_socket.close(linger=0)

@@ -99,6 +99,8 @@ class TrignoSource:
             try:
                 emg_rows, aux_rows = self._client.read_frame()
             except TrignoConnectionError as error:
+                if self._closed.is_set():  # request_stop() shut the data ports under the read
+                    raise StopIteration from None
                 log.warning("Trigno link lost after %d frames: %s", self.frames, error)
                 self._lost_reason = str(error)
                 self._disconnect()
@@ -169,6 +171,15 @@ class TrignoSource:
     def dropped_sensor_frames(self) -> int:
         """Sensor-frames that arrived as all zeros (a sensor out of range) and were made NaN."""
         return self._dropped_earlier + (0 if self._decoder is None else self._decoder.dropped_sensor_frames)
+
+    def request_stop(self) -> None:
+        """End the iteration soon: safe from a signal handler (sets an event, shuts the data ports so
+        a read waiting up to ``timeout_s`` on a silent base returns at once; sends nothing). close()
+        still sends STOP and QUIT afterwards."""
+        self._closed.set()
+        client = self._client
+        if client is not None:
+            client.shut_data_ports()
 
     def close(self) -> None:
         """Send STOP and QUIT if connected and close every socket. Safe to call twice, from any thread."""

@@ -353,6 +353,14 @@ class TrignoClient:
             raise TrignoConnectionError("not connected")
         return self.reader.read_frame()
 
+    def shut_data_ports(self) -> None:
+        """Shut the data sockets (a blocked read_frame then fails at once); no command is sent."""
+        for sock in self._data_sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # not connected any more
+
     def close(self, send_stop: bool = True) -> None:
         if self.session is not None and send_stop:
             # A dead link must not hold up shutdown for a whole timeout_s per command.
