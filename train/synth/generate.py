@@ -18,7 +18,7 @@ from train.synth.render import StreamState, render, sample_index
 from train.synth.signer import SignerProfile, make_signer
 from train.synth.vocabulary import LABELS, MUSCLES, VOCABULARY
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SENSOR_NAMES = MUSCLES  # the sensor over each muscle is named after it (as [sensors] names)
 FRAME_S = float(FRAME_PERIOD_S)
 # Enough rest before an isolated sign that the model's whole 2 s window (ending hold_off_s after the sign,
