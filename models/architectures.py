@@ -88,8 +88,10 @@ def _branch(keras, tensor, spec: BranchSpec, prefix: str):
 def _head(keras, tensor, classes: int, dropout: float, prefix: str = ""):
     # Teachers prefix their head layers with the modality, so all three fit in one ensemble model.
     layers = keras.layers
-    # momentum 0.9 (Keras' default is 0.99): with ~50 batches an epoch the moving statistics
-    # otherwise trail the LSTM's changing outputs and validation accuracy swings from epoch to epoch.
+    # momentum 0.9 (Keras' default is 0.99) was a first answer to validation accuracy swinging from
+    # epoch to epoch; the cause was moving statistics trailing the LSTM's changing outputs at any
+    # momentum, and train.distill.training.RecalibrateBatchNorm now sets them exactly before every
+    # validation. Kept at 0.9 so that the architecture (and shipped models) stay as they are.
     tensor = layers.BatchNormalization(momentum=0.9, name=f"{prefix}batch_norm")(tensor)
     tensor = layers.Dropout(dropout, name=f"{prefix}dropout")(tensor)
     return layers.Dense(classes, name=f"{prefix}logits")(tensor)
