@@ -130,7 +130,7 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_partial(tmp_path, monke
     import os
     from types import SimpleNamespace
 
-    from train.distill import atomic
+    from stream import atomic
 
     target = tmp_path / "student_float32.tflite"
     target.write_bytes(b"old model")

@@ -17,12 +17,12 @@ import importlib.metadata
 import io
 import logging
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from stream.atomic import atomic_write_bytes
 from stream.config.loader import config_hash, to_dict
 from stream.config.sections import FiltersConfig, PreprocessConfig
 from stream.dsp.design import ModalityDesign, ResamplerDesign, design_modality
@@ -102,15 +102,7 @@ def _write(path: Path, design: ModalityDesign, key: str) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **design_arrays(design, key))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(buffer.getvalue())
-            os.replace(temporary, path)  # readers see no file or a whole one
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, buffer.getvalue())  # readers see no file or a whole one
     except OSError as error:
         log.info("cannot write the design cache %s (%s); start-up will design the filters again next time",
                  path, error)

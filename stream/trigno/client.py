@@ -133,11 +133,15 @@ class CommandSession:
         _shut(self._socket)
 
 
-def _shut(sock: socket.socket) -> None:
+def _shutdown(sock: socket.socket) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass  # not connected any more
+
+
+def _shut(sock: socket.socket) -> None:
+    _shutdown(sock)
     try:
         sock.close()
     except OSError:
@@ -356,10 +360,7 @@ class TrignoClient:
     def shut_data_ports(self) -> None:
         """Shut the data sockets (a blocked read_frame then fails at once); no command is sent."""
         for sock in self._data_sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # not connected any more
+            _shutdown(sock)
 
     def close(self, send_stop: bool = True) -> None:
         if self.session is not None and send_stop:

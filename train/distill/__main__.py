@@ -232,7 +232,7 @@ def run(arguments) -> dict:
         description=f"three-branch LSTM student distilled from per-modality teachers ({shipped}), seed {arguments.seed}")
     # 5. Results, report, then the model files and the card last.
     out = arguments.out
-    from train.distill.atomic import atomic_write_json
+    from stream.atomic import atomic_write_json
     atomic_write_json(out / "results.json", {"summary": summary, "exported": exported, "sizes_bytes": sizes,
                                              "parameters": parameters, "training": training,
                                              "histories": results["histories"], "labels": list(dataset.labels),

@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 
 from stream.model_card import SCHEMA_VERSION, parse_model_card, sha256_of
-from train.distill.atomic import atomic_write_bytes, atomic_write_json
+from stream.atomic import atomic_write_bytes, atomic_write_json
 
 FILE_NAMES = {"float32": "student_float32.tflite", "dynamic_range": "student_dynamic_range.tflite",
               "int8": "student_int8.tflite"}

@@ -86,12 +86,8 @@ class RecalibrateBatchNorm(keras.callbacks.Callback):
         self.batch_size = batch_size
 
     def on_test_begin(self, logs=None):
-        count = len(next(iter(self.inputs.values())))
         for layer, probe in zip(self.layers, self.probes):  # in order: a later BN sees the recalibrated earlier one
-            features = np.concatenate([
-                call_model(probe, {name: values[start:start + self.batch_size] for name, values in self.inputs.items()},
-                           training=False).numpy()
-                for start in range(0, count, self.batch_size)])
+            features = predict_batched(probe, self.inputs, self.batch_size)
             axes = tuple(range(features.ndim - 1))
             layer.moving_mean.assign(features.mean(axis=axes))
             layer.moving_variance.assign(features.var(axis=axes))
@@ -185,14 +181,19 @@ class _SingleInput(keras.utils.Sequence):
         return inputs[self.name], labels
 
 
-def predict_probabilities(model, inputs: dict, batch_size: int = 256) -> np.ndarray:
-    """Softmax of a logits model on windows given by name."""
-    logits = []
+def predict_batched(model, inputs: dict, batch_size: int = 256) -> np.ndarray:
+    """A model's outputs (inference mode) on windows given by name, ``batch_size`` at a time."""
+    outputs = []
     count = len(next(iter(inputs.values())))
     for first in range(0, count, batch_size):
         part = {name: array[first:first + batch_size] for name, array in inputs.items()}
-        logits.append(call_model(model, part, training=False).numpy())
-    return tf.nn.softmax(np.concatenate(logits), axis=-1).numpy()
+        outputs.append(call_model(model, part, training=False).numpy())
+    return np.concatenate(outputs)
+
+
+def predict_probabilities(model, inputs: dict, batch_size: int = 256) -> np.ndarray:
+    """Softmax of a logits model on windows given by name."""
+    return tf.nn.softmax(predict_batched(model, inputs, batch_size), axis=-1).numpy()
 
 
 def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, classes: int) -> dict:
