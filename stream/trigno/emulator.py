@@ -88,6 +88,7 @@ class TrignoEmulator:
         self._thread: threading.Thread | None = None
         self.ports: EmulatorPorts | None = None
         self.frames_generated = 0
+        self.frames_skipped = 0  # frame periods skipped after the loop fell behind (never generated)
         self.frames_sent = 0
         self.frames_sent_at_drop: list[tuple[int, int]] = []  # (frames generated, frames sent) per drop
         self.source_exhausted = False
@@ -152,6 +153,7 @@ class TrignoEmulator:
             now = time.monotonic()
             if now - next_tick > MAX_CATCH_UP_S:
                 log.warning("emulator fell %.2f s behind; skipping ahead", now - next_tick)
+                self.frames_skipped += int((now - next_tick) / self._period_s)
                 next_tick = now
             while now >= next_tick:
                 self._tick()
