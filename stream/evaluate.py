@@ -12,7 +12,10 @@ the CPU allows, and prints one JSON object:
 - ``latency_after_sign_end_ms_median`` / ``_p95``: for correct events, from the annotated end of the
   sign to the moment stream-infer would have the decision: the end of the frame that completes the
   window (processing time on top is measured by ``python -m stream.bench``);
-- ``realtime_factor``: seconds of sessions per second of computation (files already read).
+- ``realtime_factor``: seconds of sessions per second of computation (files already read);
+- ``recall_by_lead_in``: when the sessions say what came before each sign (the synthetic signer's
+  ``lead_ins`` metadata: ``rest``, ``held`` transition from the previous sign, ``fidget``), the recall
+  of each kind, so an error can be traced to the context it happens in.
 
 By default the Preprocessor runs on each whole session (``process_recording``, bitwise equal to
 frame-by-frame streaming, tested) and the rest of the chain on blocks of one second;
@@ -44,6 +47,7 @@ class SessionResult:
     duration_s: float
     annotations: list  # (label, start_s, end_s)
     events: list = field(default_factory=list)  # event maps with "decision_time_s" added
+    lead_ins: list | None = None  # per annotation, what came before it (if the recording says)
     predictions: int = 0
     counters: dict = field(default_factory=dict)
 
@@ -75,6 +79,9 @@ def run_session(recognizer, builder: EventBuilder, recording, session_id: str, s
     emg_rate = float(recording.emg_rate_hz)
     result = SessionResult(session_id, recording.duration_s,
                            [(a.label, a.start_index / emg_rate, a.end_index / emg_rate) for a in recording.annotations])
+    lead_ins = recording.metadata.get("lead_ins")
+    if isinstance(lead_ins, list) and len(lead_ins) == len(recording.annotations):
+        result.lead_ins = [str(kind) for kind in lead_ins]
     model_rate = recognizer.model_rate_hz
     delay = recognizer.preprocessor.emission_delay_s
 
@@ -108,6 +115,7 @@ def score(results: list[SessionResult]) -> dict:
     """Event precision/recall/F1, false events per minute of rest, latency after sign end."""
     correct = false = annotated = 0
     latencies = []
+    by_lead_in: dict[str, list[int]] = {}  # kind -> [correct, annotated]
     rest_s = 0.0
     false_in_rest = 0
     for result in results:
@@ -129,11 +137,16 @@ def score(results: list[SessionResult]) -> dict:
                 latencies.append((event["decision_time_s"] - end) * 1000)
             else:
                 false += 1
+        if result.lead_ins is not None:
+            for number, kind in enumerate(result.lead_ins):
+                tally = by_lead_in.setdefault(kind, [0, 0])
+                tally[0] += number in matched
+                tally[1] += 1
     events = correct + false
     precision = correct / events if events else 0.0
     recall = correct / annotated if annotated else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {
+    summary = {
         "event_precision": round(precision, 4),
         "event_recall": round(recall, 4),
         "event_f1": round(f1, 4),
@@ -145,6 +158,10 @@ def score(results: list[SessionResult]) -> dict:
         "correct_events": correct,
         "rest_minutes": round(rest_s / 60, 2),
     }
+    if by_lead_in:
+        summary["recall_by_lead_in"] = {kind: {"recall": round(hits / total, 4), "signs": total}
+                                        for kind, (hits, total) in sorted(by_lead_in.items())}
+    return summary
 
 
 def evaluate(config, dataset, sessions, streaming: bool = False, progress=None) -> dict:

@@ -32,6 +32,16 @@ def test_scoring_counts_right_wrong_duplicate_and_rest_events():
     assert summary["false_events_per_min_rest"] == round(1 / (7.0 / 60), 4)
     assert summary["latency_after_sign_end_ms_median"] == 300.0
 
+    assert "recall_by_lead_in" not in summary  # the recording did not say what came before each sign
+
+
+def test_recall_is_also_reported_per_lead_in_when_the_sessions_say_it():
+    annotations = [("hello", 1.0, 2.0), ("water", 4.0, 5.0), ("home", 7.0, 8.0)]
+    result = SessionResult("s", 10.0, annotations, lead_ins=["rest", "held", "rest"], events=[
+        event("hello", 1.1, 2.05, 2.2), event("thanks", 4.1, 5.0, 5.3), event("home", 6.9, 8.1, 8.4)])
+    assert score([result])["recall_by_lead_in"] == {"held": {"recall": 0.0, "signs": 1},
+                                                    "rest": {"recall": 1.0, "signs": 2}}
+
 
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory):
