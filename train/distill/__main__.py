@@ -96,13 +96,27 @@ def load_windows(arguments, config, dataset):
                      "parts": summary}
 
 
+def fit_teachers(windows, input_spec, options, seed: int, strategy, histories: dict) -> dict:
+    """One expert per modality, trained on its own input; their training histories go into ``histories``."""
+    from models.architectures import TEACHER_BRANCH, build_teacher
+    from train.distill.training import fit_teacher
+
+    teachers = {}
+    for modality in input_spec.channels:
+        with strategy.scope():
+            teacher = build_teacher(modality, input_spec, TEACHER_BRANCH)
+        histories[f"teacher_{modality}"] = fit_teacher(teacher, windows["train"], windows["val"], options, seed)
+        teachers[modality] = teacher
+    return teachers
+
+
 def run(arguments) -> dict:
     import tensorflow as tf
     import tf_keras as keras
 
     from models.architectures import (
-        STUDENT_BRANCH, TEACHER_BRANCH, InputSpec, build_student, build_teacher, ensemble_inference_model,
-        inference_model, trainable_parameters,
+        STUDENT_BRANCH, TEACHER_BRANCH, InputSpec, build_student, ensemble_inference_model, inference_model,
+        trainable_parameters,
     )
     from stream.config import load_config
     from stream.dsp.preprocess import preprocessing_hash, preprocessing_spec
@@ -111,7 +125,7 @@ def run(arguments) -> dict:
     from train.distill.export import Exporter, check_exported, convert
     from train.distill.report import write_report
     from train.distill.training import (
-        FitOptions, classification_metrics, distribution_strategy, fit_student, fit_teacher, predict_probabilities,
+        FitOptions, classification_metrics, distribution_strategy, fit_student, predict_probabilities,
     )
 
     started = time.monotonic()
@@ -142,14 +156,9 @@ def run(arguments) -> dict:
                  measured["test"]["accuracy"], measured["test"]["macro_f1"])
 
     # 1-2. Teachers and their ensemble.
-    teachers = {}
-    for modality in input_spec.channels:
-        with strategy.scope():
-            teacher = build_teacher(modality, input_spec, TEACHER_BRANCH)
-        results["histories"][f"teacher_{modality}"] = fit_teacher(teacher, windows["train"], windows["val"],
-                                                                  teacher_options, arguments.seed)
+    teachers = fit_teachers(windows, input_spec, teacher_options, arguments.seed, strategy, results["histories"])
+    for modality, teacher in teachers.items():
         record(f"teacher_{modality}", teacher)
-        teachers[modality] = teacher
     ensemble = {part: np.mean([predict_probabilities(teacher, inputs) for teacher in teachers.values()], axis=0)
                 for part, inputs in (("val", val_inputs), ("test", test_inputs))}
     record("teacher_ensemble", ensemble)
