@@ -147,3 +147,17 @@ def test_an_interrupted_write_leaves_the_old_file_and_no_partial(tmp_path, monke
     monkeypatch.setattr(atomic, "os", os)
     atomic.atomic_write_bytes(target, b"new model")
     assert target.read_bytes() == b"new model"
+
+
+def test_the_shipped_student_is_the_best_on_validation_and_ties_go_to_a_distilled_one():
+    from train.distill.__main__ import choose_shipped
+
+    def measured(scratch, single, mean, weighted):
+        return {name: {"val": {"accuracy": value}, "test": {"accuracy": 1.0 - value}}
+                for name, value in (("student_scratch", scratch), ("student_kd_single", single),
+                                    ("student_kd_mean", mean), ("student_kd_weighted", weighted))}
+
+    assert choose_shipped(measured(0.96, 0.87, 0.93, 0.94), "best") == "student_scratch"
+    assert choose_shipped(measured(0.96, 0.87, 0.93, 0.94), "kd") == "student_kd_weighted"
+    assert choose_shipped(measured(0.95, 0.87, 0.95, 0.95), "best") == "student_kd_mean"
+    assert choose_shipped(measured(0.95, 0.87, 0.94, 0.95), "best") == "student_kd_weighted"

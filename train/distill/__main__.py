@@ -26,6 +26,9 @@ import numpy as np
 
 log = logging.getLogger("train.distill")
 
+# Candidates for export, in order of preference when validation accuracy ties.
+SHIP_RULES = {"best": ("student_kd_mean", "student_kd_weighted", "student_kd_single", "student_scratch"),
+              "kd": ("student_kd_mean", "student_kd_weighted")}
 MODEL_NAMES = ("teacher_emg", "teacher_acc", "teacher_gyro", "teacher_ensemble", "student_scratch",
                "student_kd_single", "student_kd_mean", "student_kd_weighted")
 
@@ -46,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--student-epochs", type=int, default=None)
     parser.add_argument("--alpha", type=float, default=0.3, help="weight of the hard-label loss")
     parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--ship", choices=SHIP_RULES, default="best",
+                        help="which student to export: best = the best student on validation (ties go to a "
+                             "distilled one); kd = the better multi-teacher KD student on validation")
     parser.add_argument("--allow-unbalanced", action="store_true")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser
@@ -94,6 +100,12 @@ def load_windows(arguments, config, dataset):
                for part, window_set in windows.items()}
     return windows, {"protocol": arguments.protocol, "held_out_signer": held_out, "plan": plan.__dict__,
                      "parts": summary}
+
+
+def choose_shipped(measured: dict, rule: str) -> str:
+    """The student to export: the highest validation accuracy among the rule's candidates (max keeps
+    the first of equals, so ties go to the earlier, distilled, candidate)."""
+    return max(SHIP_RULES[rule], key=lambda name: measured[name]["val"]["accuracy"])
 
 
 def fit_teachers(windows, input_spec, options, seed: int, strategy, histories: dict) -> dict:
@@ -182,9 +194,9 @@ def run(arguments) -> dict:
                 aggregation=aggregation, alpha=arguments.alpha, temperature=arguments.temperature)
         record(name, student)
         student_weights[name] = student.get_weights()
-    shipped = max(("student_kd_mean", "student_kd_weighted"), key=lambda name: results["models"][name]["val"]["accuracy"])
+    shipped = choose_shipped(results["models"], arguments.ship)
     student.set_weights(student_weights[shipped])
-    log.info("shipping %s (best multi-teacher student on validation)", shipped)
+    log.info("shipping %s (--ship %s: best on validation)", shipped, arguments.ship)
 
     # 4. Export and check.
     student_inference = inference_model(student, functools.partial(build_student, input_spec, STUDENT_BRANCH))
@@ -238,7 +250,10 @@ def run(arguments) -> dict:
         window_s=config.window.length_s, preprocessing_spec=preprocessing_spec(config),
         preprocessing_hash=preprocessing_hash(config), model_files=model_files, metrics=metrics, training=training,
         parameters=parameters,
-        description=f"three-branch LSTM student distilled from per-modality teachers ({shipped}), seed {arguments.seed}")
+        description=(f"three-branch LSTM student ({shipped}: "
+                     + ("trained on labels alone, better on validation than the distilled students"
+                        if shipped == "student_scratch" else "distilled from per-modality teachers")
+                     + f"), seed {arguments.seed}"))
     # 5. Results, report, then the model files and the card last.
     out = arguments.out
     from stream.atomic import atomic_write_json
