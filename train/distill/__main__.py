@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", type=Path, default=None, help="cache preprocessed windows here (npz)")
     parser.add_argument("--teacher-epochs", type=int, default=None)
     parser.add_argument("--student-epochs", type=int, default=None)
-    parser.add_argument("--alpha", type=float, default=0.3, help="weight of the hard-label loss")
+    parser.add_argument("--alpha", type=float, default=0.9,
+                        help="weight of the hard-label loss (0.9: chosen by python -m train.distill.sweep, docs/RESULTS.md)")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--ship", choices=SHIP_RULES, default="best",
                         help="which student to export: best = the best student on validation (ties go to a "

@@ -137,7 +137,7 @@ def fit_teacher(teacher, train_set, val_set, options: FitOptions, seed: int) -> 
 
 
 def fit_student(student, train_set, val_set, options: FitOptions, seed: int, teachers=(), aggregation: str = "mean",
-                alpha: float = 0.3, temperature: float = 4.0) -> dict:
+                alpha: float = 0.9, temperature: float = 4.0) -> dict:
     """Student from scratch (no teachers) or distilled from ``teachers``."""
     if not teachers:
         return fit_teacher(student, train_set, val_set, options, seed)
