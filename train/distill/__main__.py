@@ -268,8 +268,9 @@ def run(arguments) -> dict:
     return card
 
 
-def main(argv: list[str] | None = None) -> int:
-    arguments = build_parser().parse_args(argv)
+def run_command(function, arguments, interrupted: str, refused: tuple = ()):
+    """Logging set up, then ``function(arguments)``: (its result, 0), or (None, exit status) with one
+    line on stderr when Ctrl-C stops it (130) or bad input refuses it (2)."""
     logging.basicConfig(level=getattr(logging, arguments.log_level), stream=sys.stderr, force=True,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -278,13 +279,20 @@ def main(argv: list[str] | None = None) -> int:
     from train.distill.data import TrainingDataError
 
     try:
-        card = run(arguments)
+        return function(arguments), 0
     except KeyboardInterrupt:
-        print("interrupted: nothing half-written (files are written whole or not at all)", file=sys.stderr)
-        return 130
-    except (DatasetError, TrainingDataError, ConfigError) as error:
+        print(f"interrupted: {interrupted}", file=sys.stderr)
+        return None, 130
+    except (DatasetError, TrainingDataError, ConfigError, *refused) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return None, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    card, status = run_command(run, arguments, "nothing half-written (files are written whole or not at all)")
+    if status:
+        return status
     shipped = card["training"]["shipped_variant"]
     test = card["metrics"]["summary"]
     print(json.dumps({"model_id": card["model_id"], "shipped": shipped,

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -125,23 +123,13 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    arguments = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, arguments.log_level), stream=sys.stderr, force=True,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from stream.atomic import atomic_write_json
-    from stream.config import ConfigError
-    from train.dataset import DatasetError
-    from train.distill.data import TrainingDataError
+    from train.distill.__main__ import run_command
 
-    try:
-        result = sweep(arguments)
-    except KeyboardInterrupt:
-        print("interrupted: no results written", file=sys.stderr)
-        return 130
-    except (DatasetError, TrainingDataError, ConfigError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    arguments = build_parser().parse_args(argv)
+    result, status = run_command(sweep, arguments, "no results written", refused=(ValueError,))
+    if status:
+        return status
     atomic_write_json(arguments.out, result)
     print(table(result))
     return 0
