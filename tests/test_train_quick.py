@@ -96,6 +96,20 @@ def test_an_empty_dataset_directory_exits_2_with_a_message(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("alphas, message", [("1.5", "each must lie in [0, 1]"), ("0.9,", None),
+                                             ("0.9,heavy", "comma-separated numbers")])
+def test_alpha_lists_are_checked_before_any_training(tmp_path, capsys, alphas, message):
+    from train.distill.__main__ import build_parser, main
+
+    if message is None:  # a trailing comma is harmless
+        assert build_parser().parse_args(["--data", "d", "--out", "o", "--alpha", alphas]).alpha == [0.9]
+        return
+    with pytest.raises(SystemExit) as raised:
+        main(["--data", str(tmp_path), "--out", str(tmp_path / "out"), "--alpha", alphas])
+    assert raised.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # the --quick run itself is given 900 s below; the suite's 300 s default is too short
 def test_quick_training_end_to_end(small_dataset, tmp_path):
@@ -112,6 +126,14 @@ def test_quick_training_end_to_end(small_dataset, tmp_path):
         for part in ("val", "test"):
             assert 0.0 <= summary[name][part]["accuracy"] <= 1.0 and 0.0 <= summary[name][part]["macro_f1"] <= 1.0
     assert len(card["labels"]) == 50 and card["parameters"]["teacher_ensemble"] > 3 * card["parameters"]["student"]
+    # Each distilled student was trained at every default alpha; the kept one is the best on validation.
+    training = card["training"]
+    for name in ("student_kd_single", "student_kd_mean", "student_kd_weighted"):
+        candidates = training["alpha_candidates"][name]
+        assert [row["alpha"] for row in candidates] == [0.9, 0.3]
+        best = max(candidates, key=lambda row: row["val"])  # max keeps the first of equals, as the trainer does
+        assert training["alpha_chosen"][name] == best["alpha"] and summary[name]["val"]["accuracy"] == best["val"]
+    assert training["alpha_chosen"]["student_scratch"] is None
     assert sizes["student_dynamic_range"] < sizes["student_float32"] < sizes["teacher_ensemble_float32"] / 3
     assert exported["float32"]["agreement_with_keras_pct"] >= 99.0
     assert exported["float32"]["lstm_ops"]["WHILE"] == 0

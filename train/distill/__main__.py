@@ -29,8 +29,22 @@ log = logging.getLogger("train.distill")
 # Candidates for export, in order of preference when validation accuracy ties.
 SHIP_RULES = {"best": ("student_kd_mean", "student_kd_weighted", "student_kd_single", "student_scratch"),
               "kd": ("student_kd_mean", "student_kd_weighted")}
+# Within-signer, light distillation (0.9) gives the best students; across signers, heavy (0.3) does:
+# python -m train.distill.sweep, docs/RESULTS.md. Validation picked the better one in both protocols.
+DEFAULT_ALPHAS = (0.9, 0.3)
 MODEL_NAMES = ("teacher_emg", "teacher_acc", "teacher_gyro", "teacher_ensemble", "student_scratch",
                "student_kd_single", "student_kd_mean", "student_kd_weighted")
+
+
+def number_list(text: str) -> list[float]:
+    """argparse type: comma-separated numbers, e.g. ``0.9,0.3``."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers, e.g. 0.1,0.3") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", type=Path, default=None, help="cache preprocessed windows here (npz)")
     parser.add_argument("--teacher-epochs", type=int, default=None)
     parser.add_argument("--student-epochs", type=int, default=None)
-    parser.add_argument("--alpha", type=float, default=0.9,
-                        help="weight of the hard-label loss (0.9: chosen by python -m train.distill.sweep, docs/RESULTS.md)")
+    parser.add_argument("--alpha", type=number_list, default=list(DEFAULT_ALPHAS),
+                        help="weight of the hard-label loss; with several (comma-separated), each distilled student "
+                             "is trained at each and the best on validation kept, ties to the earlier "
+                             "(default 0.9,0.3: within-signer 0.9 wins, across signers 0.3; docs/RESULTS.md)")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--ship", choices=SHIP_RULES, default="best",
                         help="which student to export: best = the best student on validation (ties go to a "
@@ -158,12 +174,15 @@ def run(arguments) -> dict:
     val_inputs, val_labels = windows["val"].windows(), windows["val"].labels
     results = {"models": {}, "histories": {}}
 
-    def record(name, model_or_probabilities):
+    def measure(model_or_probabilities) -> dict:
         measured = {}
         for part, inputs, labels in (("val", val_inputs, val_labels), ("test", test_inputs, test_labels)):
             probabilities = (model_or_probabilities[part] if isinstance(model_or_probabilities, dict)
                              else predict_probabilities(model_or_probabilities, inputs))
             measured[part] = classification_metrics(probabilities, labels, classes)
+        return measured
+
+    def record(name, measured):
         results["models"][name] = measured
         log.info("%s: val %.3f test %.3f (macro-F1 %.3f)", name, measured["val"]["accuracy"],
                  measured["test"]["accuracy"], measured["test"]["macro_f1"])
@@ -171,10 +190,10 @@ def run(arguments) -> dict:
     # 1-2. Teachers and their ensemble.
     teachers = fit_teachers(windows, input_spec, teacher_options, arguments.seed, strategy, results["histories"])
     for modality, teacher in teachers.items():
-        record(f"teacher_{modality}", teacher)
+        record(f"teacher_{modality}", measure(teacher))
     ensemble = {part: np.mean([predict_probabilities(teacher, inputs) for teacher in teachers.values()], axis=0)
                 for part, inputs in (("val", val_inputs), ("test", test_inputs))}
-    record("teacher_ensemble", ensemble)
+    record("teacher_ensemble", measure(ensemble))
     # Counted now: the Distiller freezes the teachers, after which nothing of theirs is "trainable".
     teacher_parameters = {f"teacher_{modality}": trainable_parameters(teacher) for modality, teacher in teachers.items()}
     best_modality = max(teachers, key=lambda name: results["models"][f"teacher_{name}"]["val"]["accuracy"])
@@ -186,15 +205,29 @@ def run(arguments) -> dict:
     variants = {"student_scratch": ((), "mean"), "student_kd_single": ((teachers[best_modality],), "mean"),
                 "student_kd_mean": (tuple(teachers.values()), "mean"),
                 "student_kd_weighted": (tuple(teachers.values()), "weighted")}
-    student_weights = {}
+    student_weights, chosen_alpha, alpha_candidates = {}, {}, {}
     for name, (variant_teachers, aggregation) in variants.items():
-        student.set_weights(initial)
-        with strategy.scope():
-            results["histories"][name] = fit_student(
-                student, windows["train"], windows["val"], student_options, arguments.seed, teachers=variant_teachers,
-                aggregation=aggregation, alpha=arguments.alpha, temperature=arguments.temperature)
-        record(name, student)
-        student_weights[name] = student.get_weights()
+        # Scratch has no alpha; each distilled student is trained at every alpha and the best kept.
+        for alpha in (arguments.alpha if variant_teachers else (None,)):
+            student.set_weights(initial)
+            keras.utils.set_random_seed(arguments.seed)  # the same dropout draws whatever ran before
+            with strategy.scope():
+                history = fit_student(student, windows["train"], windows["val"], student_options, arguments.seed,
+                                      teachers=variant_teachers, aggregation=aggregation,
+                                      alpha=1.0 if alpha is None else alpha, temperature=arguments.temperature)
+            measured = measure(student)
+            if alpha is not None:
+                alpha_candidates.setdefault(name, []).append(
+                    {"alpha": alpha, **{part: measured[part]["accuracy"] for part in ("val", "test")},
+                     "best_epoch": history["best_epoch"], "seconds": history["seconds"]})
+                log.info("%s alpha %g: val %.3f test %.3f", name, alpha, measured["val"]["accuracy"],
+                         measured["test"]["accuracy"])
+            kept = results["models"].get(name)
+            if kept is None or measured["val"]["accuracy"] > kept["val"]["accuracy"]:
+                record(name, measured)
+                results["histories"][name] = history
+                student_weights[name] = student.get_weights()
+                chosen_alpha[name] = alpha
     shipped = choose_shipped(results["models"], arguments.ship)
     student.set_weights(student_weights[shipped])
     log.info("shipping %s (--ship %s: best on validation)", shipped, arguments.ship)
@@ -236,7 +269,8 @@ def run(arguments) -> dict:
         "seed": arguments.seed, "quick": quick, "dataset": str(arguments.data.resolve()),
         "dataset_provenance": {key: value for key, value in dataset.provenance.items() if key != "vocabulary"},
         "data": data_summary, "shipped_variant": shipped, "best_single_teacher": f"teacher_{best_modality}",
-        "alpha": arguments.alpha, "temperature": arguments.temperature,
+        "alpha": chosen_alpha[shipped], "alpha_chosen": chosen_alpha, "alpha_candidates": alpha_candidates,
+        "temperature": arguments.temperature,
         "teacher_fit": teacher_options.__dict__, "student_fit": student_options.__dict__,
         "teacher_branch": TEACHER_BRANCH.__dict__, "student_branch": STUDENT_BRANCH.__dict__,
         "seconds_per_model": {name: history["seconds"] for name, history in results["histories"].items()},
@@ -289,7 +323,10 @@ def run_command(function, arguments, interrupted: str, refused: tuple = ()):
 
 
 def main(argv: list[str] | None = None) -> int:
-    arguments = build_parser().parse_args(argv)
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    if any(not 0.0 <= alpha <= 1.0 for alpha in arguments.alpha):
+        parser.error(f"--alpha {arguments.alpha}: each must lie in [0, 1]")
     card, status = run_command(run, arguments, "nothing half-written (files are written whole or not at all)")
     if status:
         return status

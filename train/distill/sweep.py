@@ -19,18 +19,8 @@ from pathlib import Path
 log = logging.getLogger("train.distill.sweep")
 
 
-def _numbers(text: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers, e.g. 0.1,0.3") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from train.distill.__main__ import build_parser as distill_parser
+    from train.distill.__main__ import build_parser as distill_parser, number_list
 
     parser = distill_parser()
     parser.prog = "python -m train.distill.sweep"
@@ -38,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     for action in parser._actions:  # --out is a JSON file here, not a model directory
         if action.dest == "out":
             action.help = "where to write the sweep's results (JSON)"
-    parser.add_argument("--alphas", type=_numbers, default=[0.1, 0.3, 0.6])
-    parser.add_argument("--temperatures", type=_numbers, default=[2.0, 4.0, 8.0])
+    parser.add_argument("--alphas", type=number_list, default=[0.1, 0.3, 0.6])
+    parser.add_argument("--temperatures", type=number_list, default=[2.0, 4.0, 8.0])
     parser.add_argument("--aggregations", default="mean", help="comma-separated: mean, weighted")
     return parser
 
