@@ -117,7 +117,7 @@ def test_quick_training_end_to_end(small_dataset, tmp_path):
 
     out = tmp_path / "student"
     completed = subprocess.run([sys.executable, "-m", "train.distill", "--data", str(small_dataset), "--out", str(out),
-                                "--quick", "--seed", "1"], capture_output=True, text=True, timeout=900)
+                                "--quick", "--seed", "1", "--alpha", "0.9,0.3"], capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr[-3000:]
     card = json.loads((out / "model_card.json").read_text())
     summary, sizes, exported = card["metrics"]["summary"], card["metrics"]["sizes_bytes"], card["metrics"]["exported"]
@@ -126,7 +126,7 @@ def test_quick_training_end_to_end(small_dataset, tmp_path):
         for part in ("val", "test"):
             assert 0.0 <= summary[name][part]["accuracy"] <= 1.0 and 0.0 <= summary[name][part]["macro_f1"] <= 1.0
     assert len(card["labels"]) == 50 and card["parameters"]["teacher_ensemble"] > 3 * card["parameters"]["student"]
-    # Each distilled student was trained at every default alpha; the kept one is the best on validation.
+    # Each distilled student was trained at every alpha asked for; the kept one is the best on validation.
     training = card["training"]
     for name in ("student_kd_single", "student_kd_mean", "student_kd_weighted"):
         candidates = training["alpha_candidates"][name]
@@ -134,6 +134,7 @@ def test_quick_training_end_to_end(small_dataset, tmp_path):
         best = max(candidates, key=lambda row: row["val"])  # max keeps the first of equals, as the trainer does
         assert training["alpha_chosen"][name] == best["alpha"] and summary[name]["val"]["accuracy"] == best["val"]
     assert training["alpha_chosen"]["student_scratch"] is None
+    assert "| student_kd_mean | 0.3 |" in (out / "report.md").read_text()
     assert sizes["student_dynamic_range"] < sizes["student_float32"] < sizes["teacher_ensemble_float32"] / 3
     assert exported["float32"]["agreement_with_keras_pct"] >= 99.0
     assert exported["float32"]["lstm_ops"]["WHILE"] == 0

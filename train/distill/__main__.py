@@ -32,6 +32,7 @@ SHIP_RULES = {"best": ("student_kd_mean", "student_kd_weighted", "student_kd_sin
 # Within-signer, light distillation (0.9) gives the best students; across signers, heavy (0.3) does:
 # python -m train.distill.sweep, docs/RESULTS.md. Validation picked the better one in both protocols.
 DEFAULT_ALPHAS = (0.9, 0.3)
+QUICK_EPOCHS = 10
 MODEL_NAMES = ("teacher_emg", "teacher_acc", "teacher_gyro", "teacher_ensemble", "student_scratch",
                "student_kd_single", "student_kd_mean", "student_kd_weighted")
 
@@ -56,15 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--held-out-signer", default=None,
                         help="loso: the test signer (default: the seed-th signer, cycling)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a small subset and few epochs (about 2 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: a small subset, few epochs, one alpha (about 2 min on 2 cores)")
     parser.add_argument("--config", type=Path, default=None, help="TOML config (preprocessing); default: shipped")
     parser.add_argument("--cache", type=Path, default=None, help="cache preprocessed windows here (npz)")
     parser.add_argument("--teacher-epochs", type=int, default=None)
     parser.add_argument("--student-epochs", type=int, default=None)
-    parser.add_argument("--alpha", type=number_list, default=list(DEFAULT_ALPHAS),
+    parser.add_argument("--alpha", type=number_list, default=None,
                         help="weight of the hard-label loss; with several (comma-separated), each distilled student "
                              "is trained at each and the best on validation kept, ties to the earlier "
-                             "(default 0.9,0.3: within-signer 0.9 wins, across signers 0.3; docs/RESULTS.md)")
+                             "(default 0.9,0.3: within-signer 0.9 wins, across signers 0.3, docs/RESULTS.md; "
+                             "with --quick only 0.9)")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--ship", choices=SHIP_RULES, default="best",
                         help="which student to export: best = the best student on validation (ties go to a "
@@ -166,8 +169,10 @@ def run(arguments) -> dict:
     input_spec = InputSpec(window_samples=windows["train"].window_samples, channels=dict(windows["train"].channels),
                            classes=classes)
     quick = arguments.quick
-    teacher_options = FitOptions(epochs=arguments.teacher_epochs or (12 if quick else 35), patience=10)
-    student_options = FitOptions(epochs=arguments.student_epochs or (12 if quick else 40), patience=10)
+    teacher_options = FitOptions(epochs=arguments.teacher_epochs or (QUICK_EPOCHS if quick else 35), patience=10)
+    student_options = FitOptions(epochs=arguments.student_epochs or (QUICK_EPOCHS if quick else 40), patience=10)
+    # A smoke run is not a search: one alpha unless asked for more.
+    alphas = arguments.alpha or list(DEFAULT_ALPHAS[:1] if quick else DEFAULT_ALPHAS)
     keras.utils.set_random_seed(arguments.seed)
     strategy = distribution_strategy()
     test_inputs, test_labels = windows["test"].windows(), windows["test"].labels
@@ -208,7 +213,7 @@ def run(arguments) -> dict:
     student_weights, chosen_alpha, alpha_candidates = {}, {}, {}
     for name, (variant_teachers, aggregation) in variants.items():
         # Scratch has no alpha; each distilled student is trained at every alpha and the best kept.
-        for alpha in (arguments.alpha if variant_teachers else (None,)):
+        for alpha in (alphas if variant_teachers else (None,)):
             student.set_weights(initial)
             keras.utils.set_random_seed(arguments.seed)  # the same dropout draws whatever ran before
             with strategy.scope():
@@ -325,7 +330,7 @@ def run_command(function, arguments, interrupted: str, refused: tuple = ()):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
-    if any(not 0.0 <= alpha <= 1.0 for alpha in arguments.alpha):
+    if any(not 0.0 <= alpha <= 1.0 for alpha in arguments.alpha or ()):
         parser.error(f"--alpha {arguments.alpha}: each must lie in [0, 1]")
     card, status = run_command(run, arguments, "nothing half-written (files are written whole or not at all)")
     if status:

@@ -93,6 +93,15 @@ def write_report(out: Path, card: dict, histories: dict) -> None:
         count = parameters.get(name, parameters["student"] if name.startswith("student") else None)
         lines.append(f"| {name} | {count:,} | {summary[name]['val']['accuracy']:.3f} | {summary[name]['test']['accuracy']:.3f} "
                      f"| {summary[name]['test']['macro_f1']:.3f} | {training['seconds_per_model'].get(name, 0):.0f} |")
+    candidates = training.get("alpha_candidates", {})
+    if candidates:
+        lines += ["", "## Alpha, chosen on validation (each candidate from the same initial weights and seed)", "",
+                  "| model | alpha | val acc | test acc | best epoch | kept |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for name, rows in candidates.items():
+            for row in rows:
+                kept = "yes" if row["alpha"] == training["alpha_chosen"][name] else ""
+                lines.append(f"| {name} | {row['alpha']:g} | {row['val']:.3f} | {row['test']:.3f} | {row['best_epoch']} "
+                             f"| {kept} |")
     lines += ["", "## Exported models (LiteRT, one thread, test windows)", "",
               "| file | bytes | agreement with Keras | test acc | latency median / p90 | LSTM ops |",
               "| --- | ---: | ---: | ---: | ---: | --- |"]
@@ -109,6 +118,13 @@ def write_report(out: Path, card: dict, histories: dict) -> None:
     atomic_write_text(out / "report.md", "\n".join(lines))
 
 
+def _alpha_kept(training: dict, name: str):
+    """The alpha a run kept for a distilled student (runs before 2026-11-29 had one alpha for all)."""
+    if not name.startswith("student_kd"):
+        return None
+    return training["alpha_chosen"][name] if "alpha_chosen" in training else training.get("alpha")
+
+
 def results_table(run_directories) -> str:
     """Markdown: per protocol, mean +- std of test accuracy over runs, and the sizes."""
     runs = [json.loads((Path(directory) / "results.json").read_text()) for directory in run_directories]
@@ -120,12 +136,15 @@ def results_table(run_directories) -> str:
         seeds = ", ".join(str(run["training"]["seed"]) for run in chosen)
         held_out = sorted({run["training"]["data"]["held_out_signer"] for run in chosen if run["training"]["data"]["held_out_signer"]})
         lines += [f"### {protocol} ({len(chosen)} runs; seeds {seeds}{'; held-out signers ' + ', '.join(held_out) if held_out else ''})", "",
-                  "| model | test accuracy (mean ± sd) | test macro-F1 | runs |", "| --- | ---: | ---: | ---: |"]
+                  "| model | test accuracy (mean ± sd) | test macro-F1 | runs | alpha kept, per run |",
+                  "| --- | ---: | ---: | ---: | --- |"]
         for name in ABLATION:
             accuracy = np.array([run["summary"][name]["test"]["accuracy"] for run in chosen])
             f1 = np.array([run["summary"][name]["test"]["macro_f1"] for run in chosen])
+            alphas = ", ".join(f"{alpha:g}" for alpha in (_alpha_kept(run["training"], name) for run in chosen)
+                               if alpha is not None)
             lines.append(f"| {name} | {100 * accuracy.mean():.1f} ± {100 * accuracy.std(ddof=1 if len(chosen) > 1 else 0):.1f}"
-                         f" | {100 * f1.mean():.1f} | {len(chosen)} |")
+                         f" | {100 * f1.mean():.1f} | {len(chosen)} | {alphas} |")
         lines += ["", "| file | bytes (mean) | test acc (mean) | agreement with Keras | latency median (ms) |",
                   "| --- | ---: | ---: | ---: | ---: |"]
         for variant in ("float32", "dynamic_range", "int8", "teacher_ensemble_float32"):

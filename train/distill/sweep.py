@@ -40,7 +40,7 @@ def sweep(arguments) -> dict:
     from models.architectures import STUDENT_BRANCH, InputSpec, build_student
     from stream.config import load_config
     from train.dataset import open_dataset
-    from train.distill.__main__ import fit_teachers, load_windows
+    from train.distill.__main__ import QUICK_EPOCHS, fit_teachers, load_windows
     from train.distill.training import FitOptions, classification_metrics, distribution_strategy, fit_student, \
         predict_probabilities
 
@@ -60,8 +60,8 @@ def sweep(arguments) -> dict:
     input_spec = InputSpec(window_samples=windows["train"].window_samples, channels=dict(windows["train"].channels),
                            classes=classes)
     quick = arguments.quick
-    teacher_options = FitOptions(epochs=arguments.teacher_epochs or (12 if quick else 35), patience=10)
-    student_options = FitOptions(epochs=arguments.student_epochs or (12 if quick else 40), patience=10)
+    teacher_options = FitOptions(epochs=arguments.teacher_epochs or (QUICK_EPOCHS if quick else 35), patience=10)
+    student_options = FitOptions(epochs=arguments.student_epochs or (QUICK_EPOCHS if quick else 40), patience=10)
     keras.utils.set_random_seed(arguments.seed)
     strategy = distribution_strategy()
     parts = {part: (windows[part].windows(), windows[part].labels) for part in ("val", "test")}
