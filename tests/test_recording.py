@@ -141,3 +141,23 @@ def test_missing_dataset_and_bad_attributes(tmp_path):
         handle.attrs["format_version"] = 99
     with pytest.raises(RecordingError, match="newer than this reader"):
         read_recording(path)
+
+
+def test_cut_keeps_whole_frames_aligned_and_absolute_indices():
+    recording = make_recording(seconds=1.0)  # sEMG from 150, IMU from 20: frame k is sEMG 150 + 15k, IMU 20 + 2k
+    part = recording.cut(290, 460)  # frames 9 (sEMG 285..300) through 20 (sEMG 450..465)
+    assert (part.emg_first_index, part.imu_first_index) == (285, 38)
+    assert part.emg.shape[0] == 15 * 12 and part.acc.shape[0] == part.gyro.shape[0] == 2 * 12
+    np.testing.assert_array_equal(part.emg, recording.emg[135:315])
+    np.testing.assert_array_equal(part.gyro, recording.gyro[18:42])
+    assert part.annotations == []  # neither sign lies wholly inside
+    assert part.gaps == [Gap(1, 300, 315, 40, 42), Gap(ALL_SENSORS, 450, 465, 60, 62)]
+    part.validate("cut")
+    narrow = recording.cut(305, 310)  # inside one frame: that whole frame; the sensor-1 gap covers it
+    assert (narrow.emg_first_index, narrow.emg.shape[0], narrow.gaps) == (300, 15, [Gap(1, 300, 315, 40, 42)])
+    clipped = recording.cut(-1000, 10**6)  # beyond both ends: the whole recording
+    assert_same(clipped, recording)
+    assert recording.cut(10**6, 10**6 + 5).emg.shape[0] == 0
+    around_hello = recording.cut(195, 405)
+    assert around_hello.annotations == [Annotation("hello", 200, 400)]
+    assert around_hello.gaps == [Gap(1, 300, 315, 40, 42)]

@@ -248,3 +248,58 @@ def test_calibration_proxy_is_far_above_chance(small_dataset):
     result = evaluate_dataset(str(small_dataset))  # 1 training + 1 validation repetition per sign here
     assert 0.3 < result["within_test"] <= 1.0  # chance is 0.02
     assert set(result["loso_folds"]) == {"signer-01", "signer-02"}
+
+
+def test_guided_recordings_give_one_isolated_sign_per_annotation(small_dataset, tmp_path):
+    """stream-record's guided sessions -> index -> training windows: each prompted sign is cut out with
+    enough context that its window is what preprocessing the whole recording gives."""
+    from stream.config import config_from_dict
+    from stream.dsp.preprocess import Preprocessor
+    from stream.rates import sample_index_at
+    from stream.recording import write_recording
+    from train.dataset import index_directory
+    from train.distill.data import build_window_set, plan_from_config
+
+    with open_dataset(small_dataset) as generated:
+        sessions = [generated.load(entry) for entry in generated.sessions()]
+        labels = list(generated.labels)
+    for number, session in enumerate(sessions):
+        session.metadata = {"kind": "guided", "signer": session.metadata["signer"], "source": "stream-record"}
+        for copy in range(3):  # three rounds through the signs: enough repetitions to split
+            write_recording(tmp_path / f"guided-{number}-{copy}.h5", session)
+    index_directory(tmp_path, labels=labels)
+    config = config_from_dict({})
+    plan = plan_from_config(config)
+    with open_dataset(tmp_path) as dataset:
+        entries = dataset.isolated()
+        assert len(entries) == 3 * sum(len(session.annotations) for session in sessions) and not dataset.sessions()
+        assert all(entry.id.endswith(f"#{entry.annotation}") for entry in entries)
+        for entry in entries[:5]:
+            assert dataset.sign(entry).label == entry.label
+        per_sign = Counter((entry.signer, entry.label) for entry in entries)
+        for (signer, label), count in per_sign.items():
+            assert sorted(e.repetition for e in entries if (e.signer, e.label) == (signer, label)) == list(range(count))
+        window_set = build_window_set(dataset, entries, config, plan)
+        assert len(window_set) >= 0.9 * len(entries)
+        whole = {number: Preprocessor(config).process_recording(
+            session.emg, session.acc, session.gyro, session.emg_first_index, session.imu_first_index)
+            for number, session in enumerate(sessions)}
+        cut = window_set.windows()
+        worst = 0.0
+        for row, identifier in enumerate(window_set.ids.tolist()):
+            entry = dataset.entry(identifier)
+            block = whole[int(entry.file.split("-")[1])]
+            annotation = dataset.sign(entry)
+            end = sample_index_at(annotation.end_index / dataset.emg_rate_hz, config.preprocess.model_rate_hz) + plan.end_offset
+            start = end - plan.window_samples - block.first_index
+            for name in ("emg", "acc", "gyro"):
+                expected = getattr(block, name)[start:start + plan.window_samples]
+                scale = np.abs(expected).max() + 1e-6
+                worst = max(worst, float(np.abs(cut[name][row] - expected).max() / scale))
+        assert worst < 1e-3, worst
+    # A guided recording whose index entry no longer matches the file is refused, not mislabelled.
+    index = json.loads((tmp_path / "index.json").read_text())
+    index["entries"][0]["annotation"] = 10**6
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with open_dataset(tmp_path) as dataset, pytest.raises(DatasetError, match="index it again"):
+        dataset.load(dataset.entries[0])

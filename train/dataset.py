@@ -26,8 +26,11 @@ from train.splits import PARTS, check_splits
 INDEX_NAME = "index.json"
 SPLITS_NAME = "splits.json"
 INDEX_FORMAT = "signstream-dataset"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: entries may name one annotation of a longer recording (``Entry.annotation``)
 KINDS = ("isolated", "session")
+# stream-record's kinds: a guided recording is signs prompted one by one with rest between (each
+# annotated sign becomes an isolated entry); a live one is a continuous session.
+RECORDED_KINDS = {"guided": "isolated", "live": "session"}
 
 
 class DatasetError(ValueError):
@@ -46,6 +49,7 @@ class Entry:
     session: int | None = None
     duration_s: float = 0.0
     annotations: int = 0
+    annotation: int | None = None  # an isolated sign inside a longer recording: which of its annotations
 
 
 def write_json_atomic(path: Path, value: object) -> None:
@@ -61,11 +65,14 @@ def write_json_atomic(path: Path, value: object) -> None:
 def write_index(directory: Path, labels: list[str], sensor_names: list[str], emg_rate_hz: Fraction,
                 imu_rate_hz: Fraction, entries: list[Entry], provenance: dict) -> None:
     write_json_atomic(Path(directory) / INDEX_NAME, {
-        "format": INDEX_FORMAT, "version": INDEX_VERSION,
+        "format": INDEX_FORMAT,
+        "version": INDEX_VERSION if any(entry.annotation is not None for entry in entries) else 1,
         "labels": list(labels), "sensor_names": list(sensor_names),
         "emg_rate_hz": str(emg_rate_hz), "imu_rate_hz": str(imu_rate_hz),
         "provenance": provenance,
-        "entries": [asdict(entry) for entry in entries],
+        # Entries of whole recordings are written as before (version 1 readers can read such an index).
+        "entries": [{key: value for key, value in asdict(entry).items() if key != "annotation" or value is not None}
+                    for entry in entries],
     })
 
 
@@ -169,7 +176,27 @@ class Dataset:
         for annotation in recording.annotations:
             if annotation.label not in self._label_index:
                 raise DatasetError(f"{where}: annotation label {annotation.label!r} is not one of the dataset's labels")
+        if entry.annotation is not None:
+            if not 0 <= entry.annotation < len(recording.annotations):
+                raise DatasetError(f"{where}: the index names annotation {entry.annotation} but the recording has "
+                                   f"{len(recording.annotations)}; the file changed after indexing (index it again)")
+            if recording.annotations[entry.annotation].label != entry.label:
+                raise DatasetError(f"{where}: annotation {entry.annotation} is "
+                                   f"{recording.annotations[entry.annotation].label!r} but the index says "
+                                   f"{entry.label!r}; the file changed after indexing (index it again)")
         return recording
+
+    def sign(self, entry: Entry | str, recording: Recording | None = None):
+        """The annotation that labels an isolated entry (its recording's only one, or the one the entry names)."""
+        if isinstance(entry, str):
+            entry = self.entry(entry)
+        recording = self.load(entry) if recording is None else recording
+        if entry.annotation is not None:
+            return recording.annotations[entry.annotation]
+        if len(recording.annotations) != 1:
+            raise DatasetError(f"{self.directory / entry.file}:{entry.key}: an isolated recording needs exactly one "
+                               f"annotation, it has {len(recording.annotations)}")
+        return recording.annotations[0]
 
     def close(self) -> None:
         while self._open:
@@ -223,6 +250,10 @@ def open_dataset(directory: str | Path) -> Dataset:
             raise DatasetError(f"{index_path}: entry {entry.id!r} has kind {entry.kind!r}; expected one of {KINDS}")
         if entry.kind == "isolated" and entry.label not in known_labels:
             raise DatasetError(f"{index_path}: entry {entry.id!r} has unknown label {entry.label!r}")
+        if entry.annotation is not None and (entry.kind != "isolated" or isinstance(entry.annotation, bool)
+                                             or not isinstance(entry.annotation, int) or entry.annotation < 0):
+            raise DatasetError(f"{index_path}: entry {entry.id!r} has annotation {entry.annotation!r}; only an "
+                               "isolated entry may name one, by its position (an integer >= 0)")
         if entry.id in known_ids:
             raise DatasetError(f"{index_path}: duplicate entry id {entry.id!r}")
         known_ids.add(entry.id)
@@ -279,22 +310,33 @@ def index_directory(directory: str | Path, labels: list[str] | None = None, seed
                 if not isinstance(signer, str) or not signer:
                     raise DatasetError(f"{where}: metadata has no 'signer'; set it when recording or importing")
                 kind = recording.metadata.get("kind") or ("isolated" if len(recording.annotations) == 1 else "session")
+                kind = RECORDED_KINDS.get(kind, kind)
                 if kind not in KINDS:
-                    raise DatasetError(f"{where}: metadata kind {kind!r} is not one of {KINDS}")
-                if kind == "isolated" and len(recording.annotations) != 1:
+                    raise DatasetError(f"{where}: metadata kind {kind!r} is not one of "
+                                       f"{KINDS + tuple(RECORDED_KINDS)}")
+                seen_labels.update(annotation.label for annotation in recording.annotations)
+                relative = path.relative_to(directory).as_posix()
+                common_fields = dict(file=relative, key=key, signer=signer, duration_s=round(recording.duration_s, 4),
+                                     annotations=len(recording.annotations))
+                if kind == "session":
+                    entries.append(Entry(id=f"{relative}:{key}", kind=kind, **common_fields))
+                    continue
+                whole = recording.metadata.get("kind") == "isolated" or len(recording.annotations) == 1
+                if whole and len(recording.annotations) != 1:
                     raise DatasetError(f"{where}: an isolated recording needs exactly one annotation, "
                                        f"it has {len(recording.annotations)}")
-                seen_labels.update(annotation.label for annotation in recording.annotations)
-                label = recording.annotations[0].label if kind == "isolated" else None
-                repetition = recording.metadata.get("repetition")
-                if kind == "isolated" and not isinstance(repetition, int):
-                    repetition = repetitions.get((signer, label), 0)
-                if kind == "isolated":
+                if not recording.annotations:
+                    raise DatasetError(f"{where}: a guided recording without annotations has no signs to train on "
+                                       "(the guided session stopped before its first prompt?); move it out of the directory")
+                for position, annotation in enumerate(recording.annotations):
+                    label = annotation.label
+                    repetition = recording.metadata.get("repetition") if whole else None
+                    if not isinstance(repetition, int):
+                        repetition = repetitions.get((signer, label), 0)
                     repetitions[(signer, label)] = max(repetitions.get((signer, label), 0), repetition + 1)
-                relative = path.relative_to(directory).as_posix()
-                entries.append(Entry(id=f"{relative}:{key}", file=relative, key=key, kind=kind, signer=signer,
-                                     label=label, repetition=repetition if kind == "isolated" else None,
-                                     duration_s=round(recording.duration_s, 4), annotations=len(recording.annotations)))
+                    entries.append(Entry(id=f"{relative}:{key}" + ("" if whole else f"#{position}"), kind=kind,
+                                         label=label, repetition=repetition, annotation=None if whole else position,
+                                         **common_fields))
     if labels is None:
         labels = sorted(seen_labels)
     unknown = sorted(seen_labels - set(labels))

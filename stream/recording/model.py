@@ -12,7 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from stream.rates import parse_rate
+from stream.rates import parse_rate, samples_per_frame
 
 ALL_SENSORS = -1  # Gap.sensor value for a gap in every channel (lost frames)
 DURATION_TOLERANCE_S = 0.25  # sEMG and IMU spans must agree this closely (catches mislabelled rates)
@@ -69,6 +69,33 @@ class Recording:
     @property
     def emg_end_index(self) -> int:
         return self.emg_first_index + self.emg.shape[0]
+
+    def cut(self, emg_start_index: int, emg_stop_index: int) -> Recording:
+        """The part of this recording covering sEMG samples ``[emg_start_index, emg_stop_index)``,
+        widened to whole 13.5 ms frames counted from the recording's first row (so sEMG and IMU
+        stay aligned as the live stream delivers them) and clipped to the recording. Keeps the
+        annotations that lie wholly inside it and the parts of gaps that fall in it; indices stay
+        absolute."""
+        emg_per_frame, imu_per_frame = samples_per_frame(self.emg_rate_hz), samples_per_frame(self.imu_rate_hz)
+        frames = min(self.emg.shape[0] // emg_per_frame, self.acc.shape[0] // imu_per_frame)
+        first = min(frames, max(0, (emg_start_index - self.emg_first_index) // emg_per_frame))
+        last = max(first, min(frames, -(-(emg_stop_index - self.emg_first_index) // emg_per_frame)))
+        emg_rows = slice(first * emg_per_frame, last * emg_per_frame)
+        imu_rows = slice(first * imu_per_frame, last * imu_per_frame)
+        emg_first, imu_first = self.emg_first_index + emg_rows.start, self.imu_first_index + imu_rows.start
+        emg_end, imu_end = self.emg_first_index + emg_rows.stop, self.imu_first_index + imu_rows.stop
+        gaps = []
+        for gap in self.gaps:
+            emg_start, imu_start = max(gap.emg_start, emg_first), max(gap.imu_start, imu_first)
+            clipped = Gap(gap.sensor, emg_start, max(emg_start, min(gap.emg_end, emg_end)), imu_start,
+                          max(imu_start, min(gap.imu_end, imu_end)))
+            if clipped.emg_start < clipped.emg_end or clipped.imu_start < clipped.imu_end:
+                gaps.append(clipped)
+        return Recording(self.emg[emg_rows], self.acc[imu_rows], self.gyro[imu_rows], self.emg_rate_hz, self.imu_rate_hz,
+                         self.sensor_names, emg_first, imu_first,
+                         [annotation for annotation in self.annotations
+                          if emg_first <= annotation.start_index and annotation.end_index <= emg_end],
+                         dict(self.metadata), gaps, self.complete)
 
     def validate(self, where: str = "recording") -> None:
         """Raise RecordingError naming ``where`` and the problem if anything breaks the format."""

@@ -1,4 +1,5 @@
-"""Training windows from a dataset's isolated recordings, through the DSP Preprocessor only.
+"""Training windows from a dataset's isolated signs (whole recordings, or the signs of a guided
+recording cut out with their context), through the DSP Preprocessor only.
 
 Which window? stream-infer classifies the window that ends when its segmenter has seen the sign end
 plus ``[segmentation] hold_off_s`` of rest (``Segment.decided_index``). So each recording gives the
@@ -30,6 +31,10 @@ from stream.rates import sample_index_at
 log = logging.getLogger(__name__)
 
 MODALITIES = ("emg", "acc", "gyro")
+# A sign inside a longer recording (a guided session) is cut out with this much before its start and
+# this much beyond its latest window end: as much rest as the synthetic isolated recordings have
+# before the sign (1.9-2.4 s), the filters settled by the time a window starts.
+SIGN_CONTEXT_S = (2.5, 1.0)
 PADDING_VERSION = 1
 
 
@@ -136,18 +141,28 @@ def build_window_set(dataset, entries, config, plan: WindowPlan, progress_every:
     preprocessor = Preprocessor(config)
     model_rate_hz = config.preprocess.model_rate_hz
     width = plan.window_samples + plan.jitter[1] - plan.jitter[0]
+    # After the sign: the latest window end, the preprocessor's emission delay and a margin.
+    tail_s = (plan.end_offset + plan.jitter[1]) / float(model_rate_hz) + SIGN_CONTEXT_S[1]
     spans, anchors, lowest, highest, labels, ids, padded = [], [], [], [], [], [], []
     skipped: dict[str, int] = {}
     started = time.monotonic()
+    loaded = (None, None)  # the signs of a guided recording are consecutive entries: read it once
     for position, entry in enumerate(entries, start=1):
-        recording = dataset.load(entry)
-        if len(recording.annotations) != 1:
+        if loaded[0] != (entry.file, entry.key):
+            loaded = ((entry.file, entry.key), dataset.load(entry))
+        recording = loaded[1]
+        if entry.annotation is None and len(recording.annotations) != 1:
             skipped["not exactly one annotation"] = skipped.get("not exactly one annotation", 0) + 1
             continue
+        annotation = dataset.sign(entry, recording)
+        if entry.annotation is not None:
+            # One sign of a longer recording: what an isolated recording would hold around it.
+            recording = recording.cut(annotation.start_index - round(SIGN_CONTEXT_S[0] * recording.emg_rate_hz),
+                                      annotation.end_index + round(tail_s * recording.emg_rate_hz))
         block = preprocessor.process_recording(recording.emg, recording.acc, recording.gyro, recording.emg_first_index,
                                                recording.imu_first_index, emg_rate_hz=recording.emg_rate_hz,
                                                imu_rate_hz=recording.imu_rate_hz)
-        result, reason = _recording_span(block, recording.annotations[0], recording.emg_rate_hz, model_rate_hz, plan)
+        result, reason = _recording_span(block, annotation, recording.emg_rate_hz, model_rate_hz, plan)
         if result is None:
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
@@ -158,7 +173,7 @@ def build_window_set(dataset, entries, config, plan: WindowPlan, progress_every:
         anchors.append(anchor)
         lowest.append(low)
         highest.append(high)
-        labels.append(dataset.label_index(recording.annotations[0].label))
+        labels.append(dataset.label_index(annotation.label))
         ids.append(entry.id)
         padded.append(pad)
         if progress_every and position % progress_every == 0:
