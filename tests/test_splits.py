@@ -297,6 +297,12 @@ def test_guided_recordings_give_one_isolated_sign_per_annotation(small_dataset, 
                 scale = np.abs(expected).max() + 1e-6
                 worst = max(worst, float(np.abs(cut[name][row] - expected).max() / scale))
         assert worst < 1e-3, worst
+    from train.summary import summarize
+
+    scan = summarize(str(tmp_path), scan=True)["scan"]  # each recording's samples counted once
+    assert scan["gaps"] == 3 * sum(len(session.gaps) for session in sessions)
+    lengths = [(a.end_index - a.start_index) / float(sessions[0].emg_rate_hz) for s in sessions for a in s.annotations]
+    assert scan["sign_duration_s"]["max"] == pytest.approx(max(lengths), abs=1e-3)
     # A guided recording whose index entry no longer matches the file is refused, not mislabelled.
     index = json.loads((tmp_path / "index.json").read_text())
     index["entries"][0]["annotation"] = 10**6

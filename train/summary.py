@@ -52,13 +52,17 @@ def summarize(directory: str, scan: bool = False) -> dict:
         if scan:
             sign_lengths, gaps, nan_samples, incomplete = [], 0, 0, 0
             emg_rate = float(dataset.emg_rate_hz)
+            seen = set()  # the signs of a guided recording share it: count its samples once
             for entry in dataset.entries:
                 recording = dataset.load(entry)
-                gaps += len(recording.gaps)
-                nan_samples += int(np.isnan(recording.emg).any(axis=1).sum())
-                incomplete += not recording.complete
+                if (entry.file, entry.key) not in seen:
+                    seen.add((entry.file, entry.key))
+                    gaps += len(recording.gaps)
+                    nan_samples += int(np.isnan(recording.emg).any(axis=1).sum())
+                    incomplete += not recording.complete
                 if entry.kind == "isolated":
-                    sign_lengths += [(a.end_index - a.start_index) / emg_rate for a in recording.annotations]
+                    sign = dataset.sign(entry, recording)
+                    sign_lengths.append((sign.end_index - sign.start_index) / emg_rate)
             summary["scan"] = {"sign_duration_s": _stats(sign_lengths), "gaps": gaps,
                                "emg_rows_with_nan": nan_samples, "incomplete_recordings": incomplete}
         return summary
