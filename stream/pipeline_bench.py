@@ -18,6 +18,11 @@ The shipped config and model are used (``SIGNSTREAM_BENCH_CONFIG`` names another
   back to back and after sleeping 1 s. They agree on a quiet computer; where they do not, the host
   makes memory left untouched for a while slow to touch again, and every figure above that follows
   a pause (each sign's classification, each frame's processing) pays it (docs/PERFORMANCE.md).
+- ``host_ipc_hot_ms_p50/p99`` / ``host_ipc_paced_ms_p50/p99``: the IPC anchor, nothing of ours on the
+  path: a frame-sized message through two ZeroMQ hops (tcp, a relay process between) and back to this
+  process, sent back to back, then once per 13.5 ms frame period as the pipeline sends. On a quiet
+  computer the two agree; where paced is far above hot, the host wakes idle processes slowly and the
+  e2e IPC figures above measure that.
 """
 
 from __future__ import annotations
@@ -33,9 +38,12 @@ import numpy as np
 import zmq
 
 from stream.protocol import TOPIC_EVENT, TOPIC_STATUS, decode_map_message
+from stream.rates import FRAME_PERIOD_S
 
 DEFAULT_SECONDS = 30.0
 WARMUP_S = 3.0
+ANCHOR_MESSAGES = 300  # each way of sending; paced, 4 s
+ANCHOR_PAYLOAD_BYTES = 600  # about one sEMG frame message (15 x 6 float32 and its header)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -182,6 +190,7 @@ def run() -> dict:
     figures.update({f"{name}_cpu_fraction": round(value / wall, 4) for name, value in cpu.items()})
     figures["pipeline_bench_s"] = round(wall, 1)
     figures.update(_idle_penalty(base))
+    figures.update(_ipc_anchor())
     # Other work on the host inflates every figure above (scheduling delays, cold caches): say how much.
     figures["host_load_average_1min"] = round(os.getloadavg()[0], 2)
     figures["host_cpus"] = os.cpu_count()
@@ -210,7 +219,65 @@ def _idle_penalty(config) -> dict:
             "host_inference_after_1s_idle_ms": round(float(np.median(after_idle)), 3)}
 
 
+def relay(source: str, destination: str) -> None:
+    """The anchor's middle process: every message from ``source`` (SUB) on to ``destination`` (PUB),
+    until terminated."""
+    context = zmq.Context()
+    context.setsockopt(zmq.LINGER, 0)
+    inbound = context.socket(zmq.SUB)
+    inbound.setsockopt(zmq.SUBSCRIBE, b"")
+    inbound.connect(source)
+    outbound = context.socket(zmq.PUB)
+    outbound.connect(destination)
+    while True:
+        outbound.send_multipart(inbound.recv_multipart())
+
+
+def _ipc_anchor(messages: int = ANCHOR_MESSAGES, timeout_s: float = 30.0) -> dict:
+    context = zmq.Context()
+    context.setsockopt(zmq.LINGER, 0)
+    outbound = context.socket(zmq.PUB)
+    inbound = context.socket(zmq.SUB)
+    inbound.setsockopt(zmq.SUBSCRIBE, b"")
+    out_port = outbound.bind_to_random_port("tcp://127.0.0.1")
+    in_port = inbound.bind_to_random_port("tcp://127.0.0.1")
+    process = subprocess.Popen([sys.executable, "-m", "stream.pipeline_bench", "relay", f"tcp://127.0.0.1:{out_port}",
+                                f"tcp://127.0.0.1:{in_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    payload = bytes(ANCHOR_PAYLOAD_BYTES)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not (outbound.send(payload) or inbound.poll(100, zmq.POLLIN)):  # PUB drops until the relay is joined
+            if time.monotonic() > deadline or process.poll() is not None:
+                return {"host_ipc_error": f"the relay process did not forward within {timeout_s} s"}
+        while inbound.poll(200, zmq.POLLIN):
+            inbound.recv()
+
+        def trip_ms() -> float:
+            started = time.perf_counter()
+            outbound.send(payload)
+            if not inbound.poll(int(timeout_s * 1000), zmq.POLLIN):
+                raise TimeoutError(f"a message did not come back through the relay within {timeout_s} s")
+            inbound.recv()
+            return (time.perf_counter() - started) * 1000
+
+        hot = [trip_ms() for _ in range(messages)]
+        paced = []
+        for _ in range(messages):
+            time.sleep(float(FRAME_PERIOD_S))
+            paced.append(trip_ms())
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+        outbound.close()
+        inbound.close()
+        context.term()
+    return {**_percentiles(hot, "host_ipc_hot_ms"), **_percentiles(paced, "host_ipc_paced_ms")}
+
+
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(run()))
+    if sys.argv[1:2] == ["relay"]:
+        relay(*sys.argv[2:4])
+    else:
+        print(json.dumps(run()))
