@@ -13,12 +13,12 @@ index.json is always complete.
 from __future__ import annotations
 
 import json
-import os
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from stream.atomic import atomic_write_json
 from stream.rates import parse_rate
 from stream.recording import Recording, RecordingError, RecordingFile
 from train.splits import PARTS, check_splits
@@ -52,19 +52,9 @@ class Entry:
     annotation: int | None = None  # an isolated sign inside a longer recording: which of its annotations
 
 
-def write_json_atomic(path: Path, value: object) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(value, handle, indent=1, sort_keys=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def write_index(directory: Path, labels: list[str], sensor_names: list[str], emg_rate_hz: Fraction,
                 imu_rate_hz: Fraction, entries: list[Entry], provenance: dict) -> None:
-    write_json_atomic(Path(directory) / INDEX_NAME, {
+    atomic_write_json(Path(directory) / INDEX_NAME, {
         "format": INDEX_FORMAT,
         "version": INDEX_VERSION if any(entry.annotation is not None for entry in entries) else 1,
         "labels": list(labels), "sensor_names": list(sensor_names),
@@ -346,7 +336,7 @@ def index_directory(directory: str | Path, labels: list[str] | None = None, seed
         splits = make_splits([asdict(entry) for entry in entries], seed=seed)
     except ValueError as error:
         raise DatasetError(f"{directory}: {error}") from None
-    write_json_atomic(directory / SPLITS_NAME, splits)
+    atomic_write_json(directory / SPLITS_NAME, splits)
     write_index(directory, list(labels), list(common[2]), common[0], common[1], entries,
                 {"indexed_by": "train.dataset index", "seed": seed, "files": len(files)})
     return directory / INDEX_NAME
@@ -373,8 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["Dataset", "DatasetError", "Entry", "RecordingError", "index_directory", "open_dataset", "write_index",
-           "write_json_atomic"]
+__all__ = ["Dataset", "DatasetError", "Entry", "RecordingError", "index_directory", "open_dataset", "write_index"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

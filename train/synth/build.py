@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+from stream.atomic import atomic_write_json
 from stream.rates import EMG_RATE_HZ, IMU_RATE_HZ
 from stream.recording import Recording, write_recordings
-from train.dataset import INDEX_NAME, SPLITS_NAME, Entry, write_index, write_json_atomic
+from train.dataset import INDEX_NAME, SPLITS_NAME, Entry, write_index
 from train.splits import make_splits
 from train.synth.generate import GENERATOR_VERSION, SENSOR_NAMES, isolated_batch, session_batch, signer_name
 from train.synth.vocabulary import LABELS, VOCABULARY
@@ -107,7 +108,7 @@ def generate_dataset(out: str | Path, signers: int = 5, repetitions: int = 20, s
         write_per_signer(pool.imap(session_batch, session_tasks), sessions, "-sessions")
     bar.finish()
     entry_dicts = [asdict(entry) for entry in entries]
-    write_json_atomic(out / SPLITS_NAME, make_splits(entry_dicts, seed=seed))
+    atomic_write_json(out / SPLITS_NAME, make_splits(entry_dicts, seed=seed))
     provenance = {
         "generator": "train.synth", "generator_version": GENERATOR_VERSION, "seed": seed, "signers": signers,
         "repetitions": repetitions, "sessions_per_signer": sessions, "variability": variability,
