@@ -32,7 +32,7 @@ SHIP_RULES = {"best": ("student_kd_mean", "student_kd_weighted", "student_kd_sin
 # Within-signer, light distillation (0.9) gives the best students; across signers, heavy (0.3) does:
 # python -m train.distill.sweep, docs/RESULTS.md. Validation picked the better one in both protocols.
 DEFAULT_ALPHAS = (0.9, 0.3)
-QUICK_EPOCHS = 10
+QUICK_EPOCHS = 8
 MODEL_NAMES = ("teacher_emg", "teacher_acc", "teacher_gyro", "teacher_ensemble", "student_scratch",
                "student_kd_single", "student_kd_mean", "student_kd_weighted")
 
