@@ -167,21 +167,27 @@ class Dataset:
             if annotation.label not in self._label_index:
                 raise DatasetError(f"{where}: annotation label {annotation.label!r} is not one of the dataset's labels")
         if entry.annotation is not None:
-            if not 0 <= entry.annotation < len(recording.annotations):
-                raise DatasetError(f"{where}: the index names annotation {entry.annotation} but the recording has "
-                                   f"{len(recording.annotations)}; the file changed after indexing (index it again)")
-            if recording.annotations[entry.annotation].label != entry.label:
-                raise DatasetError(f"{where}: annotation {entry.annotation} is "
-                                   f"{recording.annotations[entry.annotation].label!r} but the index says "
-                                   f"{entry.label!r}; the file changed after indexing (index it again)")
+            self._check_annotation(entry, recording)
         return recording
 
+    def _check_annotation(self, entry: Entry, recording: Recording) -> None:
+        where = f"{self.directory / entry.file}:{entry.key}"
+        if not 0 <= entry.annotation < len(recording.annotations):
+            raise DatasetError(f"{where}: the index names annotation {entry.annotation} but the recording has "
+                               f"{len(recording.annotations)}; the file changed after indexing (index it again)")
+        if recording.annotations[entry.annotation].label != entry.label:
+            raise DatasetError(f"{where}: annotation {entry.annotation} is "
+                               f"{recording.annotations[entry.annotation].label!r} but the index says "
+                               f"{entry.label!r}; the file changed after indexing (index it again)")
+
     def sign(self, entry: Entry | str, recording: Recording | None = None):
-        """The annotation that labels an isolated entry (its recording's only one, or the one the entry names)."""
+        """The annotation that labels an isolated entry (its recording's only one, or the one the entry names).
+        ``recording``: the entry's recording if already loaded (one guided file serves many entries)."""
         if isinstance(entry, str):
             entry = self.entry(entry)
         recording = self.load(entry) if recording is None else recording
         if entry.annotation is not None:
+            self._check_annotation(entry, recording)  # also when the recording was loaded for another entry
             return recording.annotations[entry.annotation]
         if len(recording.annotations) != 1:
             raise DatasetError(f"{self.directory / entry.file}:{entry.key}: an isolated recording needs exactly one "

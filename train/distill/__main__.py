@@ -29,8 +29,8 @@ log = logging.getLogger("train.distill")
 # Candidates for export, in order of preference when validation accuracy ties.
 SHIP_RULES = {"best": ("student_kd_mean", "student_kd_weighted", "student_kd_single", "student_scratch"),
               "kd": ("student_kd_mean", "student_kd_weighted")}
-# Within-signer, light distillation (0.9) gives the best students; across signers, heavy (0.3) does:
-# python -m train.distill.sweep, docs/RESULTS.md. Validation picked the better one in both protocols.
+# Within-signer, light distillation (0.9) gives the best students; across signers, on average, heavy
+# (0.3) does (docs/RESULTS.md). Validation on the training signers finds the first, rarely the second.
 DEFAULT_ALPHAS = (0.9, 0.3)
 QUICK_EPOCHS = 8
 MODEL_NAMES = ("teacher_emg", "teacher_acc", "teacher_gyro", "teacher_ensemble", "student_scratch",
@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alpha", type=number_list, default=None,
                         help="weight of the hard-label loss; with several (comma-separated), each distilled student "
                              "is trained at each and the best on validation kept, ties to the earlier "
-                             "(default 0.9,0.3: within-signer 0.9 wins, across signers 0.3, docs/RESULTS.md; "
-                             "with --quick only 0.9)")
+                             "(default 0.9,0.3; with --quick only 0.9; for people not in the data 0.3 does better, "
+                             "which validation rarely sees: docs/RESULTS.md)")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--ship", choices=SHIP_RULES, default="best",
                         help="which student to export: best = the best student on validation (ties go to a "
