@@ -26,7 +26,7 @@ install: $(VENV)/.runtime-installed
 install-dev: $(VENV)/.dev-installed
 
 demo: $(VENV)/.runtime-installed
-	$(BIN)/python -m stream.demo
+	$(BIN)/python -m stream.tools.demo
 
 # pytest exits 5 when it collects nothing; that is not a failure of the code.
 test: $(VENV)/.dev-installed
@@ -36,7 +36,7 @@ test-slow: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow --run-slow; status=$$?; if [ $$status -eq 5 ]; then exit 0; else exit $$status; fi
 
 bench: $(VENV)/.dev-installed
-	$(BIN)/python -m stream.bench
+	$(BIN)/python -m stream.tools.bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info

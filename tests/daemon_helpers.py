@@ -160,7 +160,7 @@ def synthetic_frames(duration_s: float, signs: list[tuple[float, float]], seed: 
     """
     import numpy as np
 
-    from stream.frames import Frame
+    from stream.wire.frames import Frame
 
     generator = np.random.default_rng(seed)
     frames = []

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from stream.config import load_config
-from stream.rates import EMG_RATE_HZ, IMU_RATE_HZ
+from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
 from stream.trigno.client import ClientSettings
 from stream.trigno.convert import encode_rows
 from stream.trigno.emulator import EmulatorPorts, TrignoEmulator

@@ -18,8 +18,9 @@ from collections import defaultdict
 
 import numpy as np
 
+from stream.recording.dataset import PARTS
+
 SPLITS_VERSION = 1
-PARTS = ("train", "val", "test")
 
 
 def _fraction_counts(count: int, validation_fraction: float, test_fraction: float) -> tuple[int, int]:
@@ -79,22 +80,3 @@ def make_splits(entries: list[dict], seed: int = 0, validation_fraction: float =
         "sessions": {signer: sorted(ids) for signer, ids in sorted(sessions.items())},
     }
 
-
-def check_splits(splits: dict, known_ids: set[str], where: str) -> None:
-    """Raise ValueError (naming ``where``) if the splits overlap or name unknown recordings."""
-    try:
-        folds = [("within", splits["within"])] + [(f"loso[{fold['held_out_signer']}]", fold) for fold in splits["loso"]]
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"{where}: splits are missing {error}; regenerate them") from None
-    for name, fold in folds:
-        seen: set[str] = set()
-        for part in PARTS:
-            ids = set(fold.get(part, []))
-            unknown = ids - known_ids
-            if unknown:
-                raise ValueError(f"{where}: split {name}.{part} names {len(unknown)} unknown recording(s), "
-                                 f"e.g. {sorted(unknown)[0]!r}")
-            overlap = ids & seen
-            if overlap:
-                raise ValueError(f"{where}: split {name} has recording {sorted(overlap)[0]!r} in two parts")
-            seen |= ids

@@ -14,8 +14,7 @@ from collections import Counter
 
 import numpy as np
 
-from train.dataset import DatasetError, open_dataset
-from train.splits import PARTS
+from stream.recording.dataset import PARTS, DatasetError, open_dataset
 
 
 def _stats(values: list[float]) -> dict:

@@ -13,7 +13,8 @@ import json
 import math
 
 from stream.recording import write_recording
-from train.synth.generate import make_signer, session_recording
+from stream.synth.session import session_recording
+from stream.synth.signer import make_signer
 
 
 def cut(recording, seconds: float):

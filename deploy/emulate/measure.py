@@ -41,7 +41,7 @@ def main() -> int:
     from stream.config import load_config
     from stream.dsp.preprocess import Preprocessor
     from stream.dsp.windows import WindowAssembler
-    from stream.frames import Frame
+    from stream.wire.frames import Frame
     figures["import_dsp_s"] = round(time.perf_counter() - started, 3)
 
     config = load_config(arguments.config)
@@ -76,7 +76,7 @@ def main() -> int:
     figures["windows"] = len(windows)
 
     started = time.perf_counter()
-    from stream.classifier import Classifier
+    from stream.stages.classifier import Classifier
     try:
         classifier = Classifier.from_config(config)
     except (ValueError, OSError) as error:  # no model yet, or one that does not match the config

@@ -16,7 +16,7 @@ import typing
 from fractions import Fraction
 from pathlib import Path
 
-from stream.rates import parse_rate
+from stream.wire.rates import parse_rate
 
 
 class ConfigError(ValueError):

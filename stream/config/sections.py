@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from stream.config.loader import ConfigError
-from stream.rates import EMG_RATE_HZ, IMU_RATE_HZ, samples_per_frame
+from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ, samples_per_frame
 
 
 def _require(condition: bool, key: str, value: object, allowed: str) -> None:
@@ -243,7 +243,7 @@ class SinkConfig:
 
 @dataclass(frozen=True)
 class SyntheticSourceConfig:
-    """The simulated signer (train.synth): same seed and signer as a generated dataset = same person."""
+    """The simulated signer (stream.synth): same seed and signer as a generated dataset = same person."""
 
     seed: int = 0
     signer: int = 0

@@ -3,7 +3,7 @@ the public functions in sosfilt.py, resample.py and preprocess.py check everythi
 
 Arithmetic is float64 whatever the input dtype (state, accumulators); each output sample is computed
 by the same operations in the same order however the signal is cut into chunks, so streaming output
-is bitwise equal to one-shot output (fastmath is off in stream.jit, so nothing is reassociated).
+is bitwise equal to one-shot output (fastmath is off in stream.common.jit, so nothing is reassociated).
 
 Speed comes from the loop order, not from reordering arithmetic: channels are the innermost loop
 (contiguous state, independent per channel), so LLVM vectorises across channels and the CPU
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.jit import njit
+from stream.common.jit import njit
 
 # Slots of the int64 ``counters`` array carried by the chain state.
 STARTED = 0  # 0 until the first sample has initialised filter state and the ring

@@ -1,4 +1,4 @@
-"""DSP benchmarks, side by side with scipy.signal in one run (``python -m stream.bench --only dsp``).
+"""DSP benchmarks, side by side with scipy.signal in one run (``python -m stream.tools.bench --only dsp``).
 
 - ``dsp_frame_us``: our whole chain per 13.5 ms frame (6 sEMG + 36 IMU channels), median us.
 - ``dsp_frame_speedup_vs_scipy``: the same chain built from scipy.signal calls per frame with
@@ -28,7 +28,7 @@ from scipy import signal
 from stream.config import Config
 from stream.dsp.preprocess import AlignedBlock, Preprocessor
 from stream.dsp.windows import WindowAssembler
-from stream.frames import Frame
+from stream.wire.frames import Frame
 
 FRAMES_PER_SECOND = 2000 / 27
 ROUNDS = 7
@@ -186,7 +186,7 @@ start = time.perf_counter()
 import numpy as np
 from stream.config import Config
 from stream.dsp.preprocess import Preprocessor
-from stream.frames import Frame
+from stream.wire.frames import Frame
 imported = time.perf_counter()
 preprocessor = Preprocessor(Config())
 designed = time.perf_counter()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.atomic import atomic_write_bytes
+from stream.common.atomic import atomic_write_bytes
 from stream.config.loader import config_hash, to_dict
 from stream.config.sections import FiltersConfig, PreprocessConfig
 from stream.dsp.design import ModalityDesign, ResamplerDesign, design_modality

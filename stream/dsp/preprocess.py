@@ -31,8 +31,8 @@ from stream.dsp.chain import ChainBank, ChainOutput, ChainSpec
 from stream.dsp.design import ModalityDesign
 from stream.dsp.design_cache import cached_design_modality
 from stream.dsp.resample import check_continues
-from stream.frames import MODALITIES, Frame
-from stream.rates import samples_per_frame
+from stream.wire.frames import MODALITIES, Frame
+from stream.wire.rates import samples_per_frame
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class Preprocessor:
     def process_frame(self, frame: Frame) -> AlignedBlock | None:
         """One 13.5 ms frame in; the model-rate samples that became complete out (None if none yet)."""
         if not isinstance(frame, Frame):
-            raise ValueError(f"process_frame takes a stream.frames.Frame, not {type(frame).__name__}")
+            raise ValueError(f"process_frame takes a stream.wire.frames.Frame, not {type(frame).__name__}")
         arrays = [self._frame_array(name, getattr(frame, name)) for name in self.modalities]
         emg_first, imu_first = frame.emg_first_index, frame.imu_first_index
         if isinstance(emg_first, np.integer) and isinstance(imu_first, np.integer):

@@ -18,7 +18,7 @@ from fractions import Fraction
 import numpy as np
 
 from stream.config import Config
-from stream.frames import MODALITIES
+from stream.wire.frames import MODALITIES
 
 DEFAULT_HISTORY_S = 5.0
 # Rows the buffer holds beyond ``capacity``: appends until a compaction (one copy of ``capacity``

@@ -28,7 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from stream.rates import parse_rate
+from stream.wire.rates import parse_rate
 from stream.recording.model import Annotation, Gap, Recording, RecordingError
 
 FORMAT_NAME = "signstream-recordings"

@@ -12,7 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from stream.rates import parse_rate, samples_per_frame
+from stream.wire.rates import parse_rate, samples_per_frame
 
 ALL_SENSORS = -1  # Gap.sensor value for a gap in every channel (lost frames)
 DURATION_TOLERANCE_S = 0.25  # sEMG and IMU spans must agree this closely (catches mislabelled rates)

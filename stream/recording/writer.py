@@ -23,8 +23,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from stream.frames import Frame
-from stream.rates import EMG_RATE_HZ, IMU_RATE_HZ, parse_rate, samples_per_frame
+from stream.wire.frames import Frame
+from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ, parse_rate, samples_per_frame
 from stream.recording.hdf5 import (
     ANNOTATION_DTYPE,
     FORMAT_NAME,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import time
 
-from stream.frames import Frame
-from stream.rates import FRAME_PERIOD_S, samples_per_frame
+from stream.wire.frames import Frame
+from stream.wire.rates import FRAME_PERIOD_S, samples_per_frame
 from stream.recording import Annotation, Recording, read_recording
 
 FRAME_S = float(FRAME_PERIOD_S)

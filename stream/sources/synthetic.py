@@ -1,4 +1,4 @@
-"""SyntheticSource: the simulated signer (train.synth) performing signs forever, frame by frame.
+"""SyntheticSource: the simulated signer (stream.synth) performing signs forever, frame by frame.
 
 The stream is rendered in pieces, each a rest (with a possible fidget) followed by one sign; every
 event lies inside its piece and all time-dependent nuisances use absolute sample time, so the pieces
@@ -19,14 +19,14 @@ from collections import deque
 
 import numpy as np
 
-from stream.frames import Frame
-from stream.rates import EMG_RATE_HZ, EMG_SAMPLES_PER_FRAME, FRAME_PERIOD_S, IMU_RATE_HZ, IMU_SAMPLES_PER_FRAME
+from stream.wire.frames import Frame
+from stream.wire.rates import EMG_RATE_HZ, EMG_SAMPLES_PER_FRAME, FRAME_PERIOD_S, IMU_RATE_HZ, IMU_SAMPLES_PER_FRAME
 from stream.recording import Annotation, Gap
-from train.synth.generate import SENSOR_NAMES, session_annotations
-from train.synth.performance import plan_fidget, plan_sign
-from train.synth.render import StreamState, render
-from train.synth.signer import make_signer
-from train.synth.vocabulary import LABELS
+from stream.synth.performance import plan_fidget, plan_sign
+from stream.synth.render import StreamState, render
+from stream.synth.session import SENSOR_NAMES, session_annotations
+from stream.synth.signer import make_signer
+from stream.synth.vocabulary import LABELS
 
 log = logging.getLogger("stream.sources.synthetic")
 FRAME_S = float(FRAME_PERIOD_S)

@@ -1,6 +1,6 @@
 """TrignoSource: frames from a Delsys Trigno base station (or stream-trigno-emulator).
 
-An iterator of ``stream.frames.Frame`` paced by the base station: ``next()`` blocks on the data
+An iterator of ``stream.wire.frames.Frame`` paced by the base station: ``next()`` blocks on the data
 ports. The first ``next()`` connects. When the link dies (no complete frame within
 ``[acquire.trigno] timeout_s``, a closed socket, a refused connection) the source reconnects with
 doubling back-off (``reconnect_backoff_s``) and carries on; after ``max_reconnect_attempts``
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.frames import Frame
-from stream.rates import FRAME_PERIOD_S, samples_per_frame
+from stream.wire.frames import Frame
+from stream.wire.rates import FRAME_PERIOD_S, samples_per_frame
 from stream.trigno.client import ClientSettings, TrignoClient, TrignoConnectionError
 from stream.trigno.convert import RowDecoder
 from stream.trigno.protocol import layout_for

@@ -21,7 +21,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from stream.rates import FRAME_PERIOD_S, samples_per_frame
+from stream.wire.rates import FRAME_PERIOD_S, samples_per_frame
 from stream.trigno.convert import AXES, SlotMapping
 from stream.trigno.protocol import (
     DataLayout, MessageSplitter, TrignoProtocolError, check_reply, encode_command, exact_rate, parse_banner,

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from stream.rates import FRAME_PERIOD_S
+from stream.wire.rates import FRAME_PERIOD_S
 from stream.trigno.protocol import CANNOT_COMPLETE, INVALID_COMMAND, PROTOCOL_VERSION, SLOT_COUNT, format_rate
 
 OK = "OK"

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.frames import Frame
-from stream.rates import FRAME_PERIOD_S
+from stream.wire.frames import Frame
+from stream.wire.rates import FRAME_PERIOD_S
 from stream.trigno.convert import encode_rows
 from stream.trigno.emulated_base import EmulatedBase
 from stream.trigno.protocol import (
@@ -284,7 +284,7 @@ def _close(sock: socket.socket) -> None:
 
 
 def main(argv=None) -> int:
-    from stream.cli import build_parser, load_config_or_exit
+    from stream.config.cli import build_parser, load_config_or_exit
     from stream.trigno.frame_sources import SOURCE_NAMES, open_frame_source
 
     parser = build_parser("stream-trigno-emulator", "A Delsys Trigno base station on loopback, for tests and demos")

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from stream.frames import Frame
-from stream.rates import EMG_SAMPLES_PER_FRAME, IMU_SAMPLES_PER_FRAME
+from stream.wire.frames import Frame
+from stream.wire.rates import EMG_SAMPLES_PER_FRAME, IMU_SAMPLES_PER_FRAME
 
 SOURCE_NAMES = ("synthetic", "replay", "test")
 

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from stream.rates import FRAME_PERIOD_S
+from stream.wire.rates import FRAME_PERIOD_S
 
 COMMAND_PORT = 50040
 LEGACY_EMG_PORT = 50041

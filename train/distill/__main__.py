@@ -152,7 +152,7 @@ def run(arguments) -> dict:
     )
     from stream.config import load_config
     from stream.dsp.preprocess import preprocessing_hash, preprocessing_spec
-    from train.dataset import open_dataset
+    from stream.recording.dataset import open_dataset
     from train.distill import card as card_module
     from train.distill.export import Exporter, check_exported, convert
     from train.distill.report import write_report
@@ -296,7 +296,7 @@ def run(arguments) -> dict:
                      + f"), seed {arguments.seed}"))
     # 5. Results, report, then the model files and the card last.
     out = arguments.out
-    from stream.atomic import atomic_write_json
+    from stream.common.atomic import atomic_write_json
     atomic_write_json(out / "results.json", {"summary": summary, "exported": exported, "sizes_bytes": sizes,
                                              "parameters": parameters, "training": training,
                                              "histories": results["histories"], "labels": list(dataset.labels),
@@ -314,7 +314,7 @@ def run_command(function, arguments, interrupted: str, refused: tuple = ()):
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from stream.config import ConfigError
-    from train.dataset import DatasetError
+    from stream.recording.dataset import DatasetError
     from train.distill.data import TrainingDataError
 
     try:

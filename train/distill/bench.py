@@ -1,4 +1,4 @@
-"""The shipped student under LiteRT, one thread (``python -m stream.bench --only distill``).
+"""The shipped student under LiteRT, one thread (``python -m stream.tools.bench --only distill``).
 
 Runtime imports only (no TensorFlow): what a Pi measures. Per variant in the shipped card: median
 and p90 latency of ``Classifier.predict`` on one window (the LSTM state reset included) and the file
@@ -18,8 +18,8 @@ CALLS_PER_ROUND = 200
 
 
 def run() -> dict:
-    from stream.classifier import Classifier
-    from stream.model_card import load_model_card
+    from stream.stages.classifier import Classifier
+    from stream.stages.model_card import load_model_card
 
     card_path = STUDENT_DIR / "model_card.json"
     if not card_path.exists():

@@ -1,4 +1,4 @@
-"""Writing a model card and the shipped model files (read back by ``stream.model_card``).
+"""Writing a model card and the shipped model files (read back by ``stream.stages.model_card``).
 
 The .tflite files are written first, each atomically, and the card last: a card on disk always
 names complete files with the right sha256, and an interrupted run leaves the previous model
@@ -11,8 +11,8 @@ import datetime
 import platform
 from pathlib import Path
 
-from stream.model_card import SCHEMA_VERSION, parse_model_card, sha256_of
-from stream.atomic import atomic_write_bytes, atomic_write_json
+from stream.stages.model_card import SCHEMA_VERSION, parse_model_card, sha256_of
+from stream.common.atomic import atomic_write_bytes, atomic_write_json
 
 FILE_NAMES = {"float32": "student_float32.tflite", "dynamic_range": "student_dynamic_range.tflite",
               "int8": "student_int8.tflite"}

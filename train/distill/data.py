@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.rates import sample_index_at
+from stream.wire.rates import sample_index_at
 
 log = logging.getLogger(__name__)
 

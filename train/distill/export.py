@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from stream.classifier import TFLiteModel
+from stream.stages.classifier import TFLiteModel
 
 log = logging.getLogger(__name__)
 

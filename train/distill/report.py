@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.atomic import atomic_write_bytes, atomic_write_text
+from stream.common.atomic import atomic_write_bytes, atomic_write_text
 
 ABLATION = ("teacher_emg", "teacher_acc", "teacher_gyro", "teacher_ensemble", "student_scratch", "student_kd_single",
             "student_kd_mean", "student_kd_weighted")

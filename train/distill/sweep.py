@@ -39,7 +39,7 @@ def sweep(arguments) -> dict:
 
     from models.architectures import STUDENT_BRANCH, InputSpec, build_student
     from stream.config import load_config
-    from train.dataset import open_dataset
+    from stream.recording.dataset import open_dataset
     from train.distill.__main__ import QUICK_EPOCHS, fit_teachers, load_windows
     from train.distill.training import FitOptions, classification_metrics, distribution_strategy, fit_student, \
         predict_probabilities
@@ -113,7 +113,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stream.atomic import atomic_write_json
+    from stream.common.atomic import atomic_write_json
     from train.distill.__main__ import run_command
 
     arguments = build_parser().parse_args(argv)

@@ -1,7 +1,6 @@
-"""The synthetic signer: a physiological model of sEMG + IMU recordings of 50 ISL signs.
+"""Synthetic data sets from the simulated signer (``stream.synth``).
 
-``python -m train.synth --out DIR`` writes a dataset directory (see docs/DATA.md). Modules:
-vocabulary (the signs), signer (people and sensor placement), performance (events -> joint angles and
-muscle activations), body (kinematics -> accelerometer, gyroscope), render (-> raw samples with
-nuisances), generate (isolated recordings and sessions), build (the dataset directory).
+``python -m train.synth --out DIR`` writes a dataset directory (see docs/DATA.md). Modules: generate
+(isolated recordings, units of parallel work), build (the dataset directory), calibrate (fast
+proxies of how hard a data set is), bench.
 """

@@ -1,4 +1,4 @@
-"""Benchmarks of the data part (``python -m stream.bench --only synth``), a few seconds in all.
+"""Benchmarks of the data part (``python -m stream.tools.bench --only synth``), a few seconds in all.
 
 - generating isolated recordings (one core) and writing/reading them in the HDF5 format, and what that
   projects for the full 5,000-recording set on 2 worker processes (the measured full run is in
@@ -16,7 +16,7 @@ from stream.config import config_from_dict
 from stream.recording import RecordingFile, write_recordings
 from stream.sources.synthetic import SyntheticSource
 from train.synth.generate import isolated_recording
-from train.synth.signer import make_signer
+from stream.synth.signer import make_signer
 
 FULL_SET = 5000
 FRAME_MS = 13.5

@@ -15,13 +15,15 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from stream.atomic import atomic_write_json
-from stream.rates import EMG_RATE_HZ, IMU_RATE_HZ
+from stream.common.atomic import atomic_write_json
+from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
 from stream.recording import Recording, write_recordings
-from train.dataset import INDEX_NAME, SPLITS_NAME, Entry, write_index
+from stream.recording.dataset import INDEX_NAME, SPLITS_NAME, Entry
+from train.dataset import write_index
 from train.splits import make_splits
-from train.synth.generate import GENERATOR_VERSION, SENSOR_NAMES, isolated_batch, session_batch, signer_name
-from train.synth.vocabulary import LABELS, VOCABULARY
+from stream.synth.session import GENERATOR_VERSION, SENSOR_NAMES, signer_name
+from train.synth.generate import isolated_batch, session_batch
+from stream.synth.vocabulary import LABELS, VOCABULARY
 
 
 class Progress:

@@ -53,7 +53,7 @@ def model_input_features(recording: Recording, config, segments: int = 16,
     missing start filled with the recording's own lead rest mirrored (as train.distill does)."""
     from stream.dsp.preprocess import Preprocessor
     from stream.dsp.windows import window_length_samples
-    from stream.rates import sample_index_at
+    from stream.wire.rates import sample_index_at
 
     model_rate = config.preprocess.model_rate_hz
     hold_off_s = config.segmentation.hold_off_s if hold_off_s is None else hold_off_s
@@ -110,7 +110,7 @@ def evaluate(features: dict[str, dict[str, np.ndarray]], labels: dict[str, int],
 
 
 def evaluate_dataset(directory: str, model_inputs: bool = False) -> dict:
-    from train.dataset import open_dataset
+    from stream.recording.dataset import open_dataset
 
     if model_inputs:
         from stream.config import load_config

@@ -1,8 +1,10 @@
-"""Isolated recordings and continuous sessions of the simulated signers.
+"""Isolated recordings of the simulated signers, and the units of parallel work that build a data set.
 
-Every recording is a pure function of (dataset seed, signer, sign or session, repetition): its random
-stream is ``SeedSequence([seed, kind, signer, item, repetition])``, so the output does not depend on
-the number of worker processes or the order of generation.
+The person (``stream.synth``) and their continuous sessions (``stream.synth.session``) live on the
+runtime side, where the live source uses them; this module adds the isolated signs a training set is
+made of. Every recording is a pure function of (dataset seed, signer, sign or session, repetition):
+its random stream is ``SeedSequence([seed, kind, signer, item, repetition])``, so the output does not
+depend on the number of worker processes or the order of generation.
 """
 
 from __future__ import annotations
@@ -10,55 +12,31 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
-
-from stream.rates import EMG_RATE_HZ, FRAME_PERIOD_S, IMU_RATE_HZ
 from stream.recording import Annotation, Recording
-from train.synth.performance import PostureEvent, SignEvent, plan_fidget, plan_sign
-from train.synth.render import StreamState, render, sample_index
-from train.synth.signer import SignerProfile, make_signer
-from train.synth.vocabulary import LABELS, MUSCLES, VOCABULARY
+from stream.synth.performance import plan_sign
+from stream.synth.render import StreamState, render, sample_index
+from stream.synth.session import (
+    FRAME_S,
+    GENERATOR_VERSION,
+    HELD_TRANSITION_PROBABILITY,
+    KIND_ISOLATED,
+    KIND_ISOLATED_CONTEXT,
+    SESSION_REST_S,
+    plan_held_transition,
+    recording_rng,
+    session_recording,
+    signer_name,
+    synthetic_recording,
+)
+from stream.synth.signer import SignerProfile, make_signer
+from stream.synth.vocabulary import LABELS, VOCABULARY
 
-GENERATOR_VERSION = 4
-SENSOR_NAMES = MUSCLES  # the sensor over each muscle is named after it (as [sensors] names)
-FRAME_S = float(FRAME_PERIOD_S)
 # Enough rest before an isolated sign that the model's whole 2 s window (ending hold_off_s after the sign,
 # jittered) lies inside the recording, after the filters' start-up transient: version 1 had 0.4-0.9 s and
 # 65 % of the training windows had to be padded with mirrored rest.
 ISOLATED_LEAD_REST_S = (1.9, 2.4)
 ISOLATED_TAIL_REST_S = (0.4, 0.9)
-SESSION_REST_S = (1.0, 2.5)
-# In a session the hand stays up between two signs this often (a held transition). Signs made after
-# one were recognised far worse (72 % vs 96 % after rest, synth-v5) while every training recording
-# started from rest, so the same share of isolated recordings is made in flow: another sign first,
-# then this one without lowering the arm (version 4).
-HELD_TRANSITION_PROBABILITY = 0.25
 CONTEXT_LEAD_REST_S = (0.5, 1.0)  # before the unannotated context sign
-KIND_ISOLATED, KIND_SESSION, KIND_ISOLATED_CONTEXT = 1, 2, 3
-
-
-def signer_name(index: int) -> str:
-    return f"signer-{index + 1:02d}"
-
-
-def _rng(seed: int, kind: int, signer_index: int, item: int, repetition: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, kind, signer_index, item, repetition]))
-
-
-def _recording(emg, acc, gyro, gaps, annotations, metadata) -> Recording:
-    return Recording(emg=emg, acc=acc, gyro=gyro, emg_rate_hz=EMG_RATE_HZ, imu_rate_hz=IMU_RATE_HZ,
-                     sensor_names=SENSOR_NAMES, annotations=annotations, metadata=metadata, gaps=gaps)
-
-
-def plan_held_transition(previous: SignEvent, sign: SignEvent, signer: SignerProfile,
-                         rng: np.random.Generator) -> PostureEvent:
-    """The hand not lowered all the way between ``previous`` and ``sign``: it leaves the first sign for
-    a posture part way between the two (30-60 % of the way from rest) and holds it until the next."""
-    ramp = min(previous.ramp_out_s, sign.ramp_in_s)
-    target = 0.5 * (previous.posture_deg + sign.posture_deg) - signer.rest_posture_deg
-    onset = previous.end_s - previous.ramp_out_s
-    return PostureEvent(onset, sign.onset_s + sign.ramp_in_s - onset, ramp,
-                        rng.uniform(0.3, 0.6) * target, rng.uniform(0.0, 0.03, 6))
 
 
 def isolated_recording(seed: int, signer: SignerProfile, sign_index: int, repetition: int,
@@ -70,8 +48,8 @@ def isolated_recording(seed: int, signer: SignerProfile, sign_index: int, repeti
     the annotated sign and rest. Whether, and the context sign, come from a random stream of their
     own, so the other recordings are the same samples as version 3's.
     """
-    context_rng = _rng(seed, KIND_ISOLATED_CONTEXT, signer.index, sign_index, repetition)
-    rng = _rng(seed, KIND_ISOLATED, signer.index, sign_index, repetition)
+    context_rng = recording_rng(seed, KIND_ISOLATED_CONTEXT, signer.index, sign_index, repetition)
+    rng = recording_rng(seed, KIND_ISOLATED, signer.index, sign_index, repetition)
     onset = float(rng.uniform(*ISOLATED_LEAD_REST_S))
     event = plan_sign(sign_index, onset, signer, rng, variability)
     events: list = [event]
@@ -96,73 +74,11 @@ def isolated_recording(seed: int, signer: SignerProfile, sign_index: int, repeti
     }
     if context_label is not None:
         metadata["context_sign"] = context_label  # performed before the annotated sign, not annotated
-    return _recording(emg, acc, gyro, gaps, [annotation], metadata)
+    return synthetic_recording(emg, acc, gyro, gaps, [annotation], metadata)
 
 
-def plan_session(signer: SignerProfile, rng: np.random.Generator, duration_s: float,
-                 start_s: float = 0.0, labels: tuple[int, ...] | None = None) -> list:
-    """Signs with rest 1.0-2.5 s between them; fidgets in some rests; in others the hand does not go
-    all the way down (a held transition). Signs cycle through shuffled passes of the vocabulary."""
-    choices = tuple(range(len(VOCABULARY))) if labels is None else labels
-    events: list = []
-    order: list[int] = []
-    time_s = start_s + float(rng.uniform(*SESSION_REST_S))
-    previous: SignEvent | None = None
-    while True:
-        if not order:
-            order = list(rng.permutation(choices))
-        sign = plan_sign(int(order.pop()), time_s, signer, rng)
-        if sign.end_s > start_s + duration_s - 0.5:
-            break
-        if previous is not None:
-            rest_start, rest_end = previous.end_s, sign.onset_s
-            if rng.random() < HELD_TRANSITION_PROBABILITY:
-                events.append(plan_held_transition(previous, sign, signer, rng))
-            elif rng.random() < 0.5 and rest_end - rest_start > 1.0:
-                fidget = plan_fidget(rest_start + 0.2, rng)
-                if fidget.end_s < rest_end - 0.2:
-                    shift = rng.uniform(0.0, rest_end - 0.2 - fidget.end_s)
-                    events.append(PostureEvent(fidget.onset_s + shift, fidget.duration_s, fidget.ramp_s,
-                                               fidget.offset_deg, fidget.activation))
-        events.append(sign)
-        previous = sign
-        time_s = sign.end_s + float(rng.uniform(*SESSION_REST_S))
-    return events
 
 
-def session_annotations(events: list) -> list[Annotation]:
-    return [Annotation(LABELS[event.sign_index], sample_index(event.onset_s), sample_index(event.end_s))
-            for event in events if isinstance(event, SignEvent)]
-
-
-def session_lead_ins(events: list) -> list[str]:
-    """Per annotated sign, what came just before it: ``rest``, ``held`` (a held transition from the
-    previous sign) or ``fidget`` (a restless movement in the rest), so an evaluation can say where
-    its errors are (``stream.evaluate`` reports recall per lead-in)."""
-    lead_ins, pending, previous_end = [], "rest", -math.inf
-    for event in events:
-        if isinstance(event, SignEvent):
-            lead_ins.append(pending)
-            pending, previous_end = "rest", event.end_s
-        else:
-            # A held transition leaves while the previous sign is still ramping out; a fidget starts
-            # in the rest after it.
-            pending = "held" if event.onset_s < previous_end else "fidget"
-    return lead_ins
-
-
-def session_recording(seed: int, signer: SignerProfile, session: int) -> Recording:
-    """A continuous session of 60-120 s, annotated (label, start, end in sEMG samples)."""
-    rng = _rng(seed, KIND_SESSION, signer.index, session, 0)
-    duration_s = float(rng.uniform(60.0, 120.0))
-    events = plan_session(signer, rng, duration_s)
-    frames = math.ceil(duration_s / FRAME_S)
-    emg, acc, gyro, gaps = render(events, signer, StreamState.draw(rng), rng, 0, frames)
-    metadata = {
-        "kind": "session", "signer": signer_name(signer.index), "session": session, "seed": seed,
-        "generator": "train.synth", "generator_version": GENERATOR_VERSION, "lead_ins": session_lead_ins(events),
-    }
-    return _recording(emg, acc, gyro, gaps, session_annotations(events), metadata)
 
 
 def isolated_batch(task: tuple[int, int, int, int, float]) -> list[tuple[str, Recording]]:

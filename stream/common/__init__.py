@@ -1,0 +1,1 @@
+"""Small helpers every wing shares: one numba wrapper (``jit``) and atomic file writes (``atomic``)."""
