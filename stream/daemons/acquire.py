@@ -73,6 +73,7 @@ def acquire(daemon: Daemon, source, max_frames: int = 0) -> None:
     encoder = FrameEncoder(FrameSpec.from_config(config), session=daemon.session)
     truth = TruthPublisher(config, daemon.session)
     daemon.info.update(source=config.acquire.source, session=daemon.session)
+    daemon.declare_counters("frames", "frames_dropped", "truth")
     daemon.state = "running"
     daemon.publish_status()
     frames = iter(source)

@@ -26,6 +26,13 @@ from stream.wire.protocol import TOPIC_FRAME, FrameSpec, SequenceTracker, decode
 from stream.stages.recognizer import Recognizer, WallClockMap
 
 TIMING_SAMPLES = 4096
+# Every counter stream-infer sends from its first status on, besides the stages' own
+# (Recognizer.all_counters()); docs/protocol.md lists them all. Timings are 0 until measured.
+INFER_COUNTERS = (
+    "frames", "frame_gaps", "frames_missed", "frames_out_of_order", "acquire_restarts", "frames_with_dropout",
+    "predictions", "predictions_dropped", "inference_ms_total", "inference_ms_mean",
+    "frame_processing_ms_p50", "frame_processing_ms_p99", "frame_delay_ms_p50", "frame_delay_ms_p99",
+)
 
 
 def load_classifier(config):
@@ -65,6 +72,7 @@ def setup_infer(daemon: Daemon):
     emg_rate = float(config.sensors.emg_rate_hz)
     publisher = daemon.bind_publisher(config.endpoints.predictions)
     daemon.info.update(model_id=classifier.model_id, labels=list(classifier.labels))
+    daemon.declare_counters(*INFER_COUNTERS, *recognizer.all_counters())
     frame_process_ms: deque[float] = deque(maxlen=TIMING_SAMPLES)
     frame_delay_ms: deque[float] = deque(maxlen=TIMING_SAMPLES)
     sequence = 0
@@ -97,7 +105,7 @@ def setup_infer(daemon: Daemon):
         for recognition in recognitions:
             prediction = recognizer.prediction_fields(recognition, clock.offset_s or 0.0)
             prediction.update(
-                seq=sequence, session=daemon.session, t_wall=time.time(),
+                seq=sequence, session=daemon.session, t_wall=time.time(), source_session=header.session,
                 timing={
                     "frame_published_wall": header.published_wall,
                     "frame_received_wall": received_wall,

@@ -19,10 +19,19 @@ from stream.stages.events import EventBuilder
 from stream.wire.protocol import TOPIC_PREDICTION, SequenceTracker, decode_prediction, encode_event
 
 
+# Every counter stream-sink sends, from its first status message on (docs/protocol.md lists them).
+SINK_COUNTERS = (
+    "predictions", "prediction_gaps", "predictions_missed", "predictions_out_of_order", "infer_restarts",
+    "source_restarts", "events", "events_dropped", "rejected_low_confidence", "rejected_label",
+    "duplicates_suppressed",
+)
+
+
 def setup_sink(daemon: Daemon):
     config = daemon.config
     builder = EventBuilder(config.sink)
     tracker = SequenceTracker()
+    daemon.declare_counters(*SINK_COUNTERS)
     publisher = daemon.bind_publisher(config.endpoints.events)
     log_file = None
     if config.sink.jsonl_log:
@@ -44,8 +53,9 @@ def setup_sink(daemon: Daemon):
         if kind == "gap":
             daemon.count("prediction_gaps")
         elif kind == "restart":
+            # The sensor clock is the acquisition run's, not stream-infer's: a new infer on the same
+            # run keeps comparing spans with the events already published (EventBuilder).
             daemon.count("infer_restarts")
-            builder.reset()
         elif kind == "old":
             daemon.count("predictions_out_of_order")
             return

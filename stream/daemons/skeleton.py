@@ -48,6 +48,11 @@ def _load_key_pair(path: str, key: str) -> tuple[bytes, bytes | None]:
     return public, secret
 
 
+# Every daemon's counters (docs/protocol.md): malformed messages dropped, handler bugs (logged with
+# their traceback), status heartbeats dropped at a full socket.
+DAEMON_COUNTERS = ("bad_messages", "handler_errors", "status_dropped")
+
+
 class Daemon:
     """Sockets, signals, counters and status for one daemon process."""
 
@@ -61,7 +66,7 @@ class Daemon:
         self.stop_requested = False
         self.state = "starting"
         self.session = new_session_id()
-        self.counters: dict[str, float] = {"bad_messages": 0, "handler_errors": 0}
+        self.counters: dict[str, float] = {name: 0 for name in DAEMON_COUNTERS}
         self.info: dict[str, object] = {}
         self.started_monotonic = time.monotonic()
         self._sockets: list[zmq.Socket] = []
@@ -167,6 +172,12 @@ class Daemon:
         signal.signal(signal.SIGINT, request_stop)
 
     # ------------------------------------------------------------------------------- counters
+
+    def declare_counters(self, *names: str) -> None:
+        """Counters sent as 0 from the first status on, so a reader sees every name before it first
+        happens (and can tell "never happened" from "not reported")."""
+        for name in names:
+            self.counters.setdefault(name, 0)
 
     def count(self, name: str, amount: float = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + amount

@@ -88,7 +88,7 @@ def run_session(recognizer, builder: EventBuilder, recording, session_id: str, s
     def handle(recognitions, decided_at) -> None:
         for recognition in recognitions:
             prediction = recognizer.prediction_fields(recognition, 0.0)
-            prediction.update(seq=result.predictions, session=session_id, t_wall=0.0)
+            prediction.update(seq=result.predictions, session=session_id, t_wall=0.0, source_session=session_id)
             result.predictions += 1
             event = builder.process(prediction)
             if event is not None:

@@ -316,6 +316,8 @@ def _check_span(mapping: dict, what: str) -> None:
     _rate(mapping, "rate", what)
     for key in ("start_time_s", "end_time_s", "start_wall", "end_wall"):
         _float(mapping, key, what)
+    # The acquisition run whose sample clock the span is on: spans of different runs never compare.
+    _str(mapping, "source_session", what)
 
 
 def _check_class(mapping: dict, what: str) -> None:

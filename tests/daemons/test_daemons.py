@@ -17,10 +17,10 @@ from stream.wire.protocol import decode_event, encode_prediction
 PYTHON_MODULE = "-m"
 
 
-def prediction(seq, label="hello", start=1.0, end=1.8, confidence=0.9, session="infer-a"):
+def prediction(seq, label="hello", start=1.0, end=1.8, confidence=0.9, session="infer-a", source="acquire-a"):
     probabilities = [0.0] * 4
     probabilities[1] = confidence
-    return {"seq": seq, "session": session, "t_wall": time.time(), "model_id": "m", "class_index": 1,
+    return {"seq": seq, "session": session, "source_session": source, "t_wall": time.time(), "model_id": "m", "class_index": 1,
             "label": label, "confidence": confidence, "probabilities": probabilities,
             "start_index": int(start * 74), "end_index": int(end * 74) + 1, "rate": "2000/27",
             "start_time_s": start, "end_time_s": end, "start_wall": 1e9 + start, "end_wall": 1e9 + end,
@@ -59,10 +59,14 @@ def test_sink_events_bad_messages_gaps_restart_and_sigterm(processes, zmq_contex
     assert counters["duplicates_suppressed"] == 1
     assert counters["prediction_gaps"] == 1 and counters["predictions_missed"] == 3
 
-    # stream-infer restarted: a new session starting again at seq 0 is followed, not refused.
-    predictions.send_multipart(encode_prediction(prediction(0, label="water", start=0.5, end=1.0, session="infer-b")))
-    receive_until(events, lambda parts: parts[0] == b"event" and decode_event(parts)["label"] == "water")
-    assert wait_for_status(events, lambda s: s["counters"].get("infer_restarts") == 1)
+    # stream-infer restarted (a new session starting again at seq 0 is followed, not refused), on a
+    # new acquisition run whose clock starts again: its early span is a new sign, not a repeat.
+    predictions.send_multipart(encode_prediction(prediction(0, label="water", start=0.5, end=1.0, session="infer-b",
+                                                            source="acquire-b")))
+    water = receive_until(events, lambda parts: parts[0] == b"event" and decode_event(parts)["label"] == "water")
+    assert decode_event(water[-1])["source_session"] == "acquire-b"
+    assert wait_for_status(events, lambda s: s["counters"].get("infer_restarts") == 1
+                           and s["counters"]["source_restarts"] == 1)
 
     # The reference subscriber printed the first two events as JSON lines and exited by itself.
     out, _ = subscribe.communicate(timeout=10)

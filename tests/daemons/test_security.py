@@ -73,7 +73,7 @@ def test_curve_client_without_the_key_gets_nothing(processes, zmq_context, tmp_p
         predictions.send_multipart(encode_prediction({
             "seq": 0, "session": "s", "t_wall": time.time(), "model_id": "m", "class_index": 0, "label": "hello",
             "confidence": 0.9, "probabilities": [0.9, 0.1], "start_index": 1, "end_index": 50, "rate": "2000/27",
-            "start_time_s": 0.0135, "end_time_s": 0.675, "start_wall": 1.0, "end_wall": 2.0}))
+            "start_time_s": 0.0135, "end_time_s": 0.675, "start_wall": 1.0, "end_wall": 2.0, "source_session": "run"}))
         if authorized.poll(200, zmq.POLLIN):
             parts = authorized.recv_multipart()
             if parts[0] == b"event":
@@ -104,7 +104,7 @@ def test_a_subscriber_only_host_needs_no_server_secret_key(processes, zmq_contex
         events.send_multipart(encode_event({
             "seq": sequence, "session": "s", "t_wall": time.time(), "model_id": "m", "class_index": 0,
             "label": "hello", "confidence": 0.9, "start_index": 1, "end_index": 50, "rate": "2000/27",
-            "start_time_s": 0.0135, "end_time_s": 0.675, "start_wall": 1.0, "end_wall": 2.0}))
+            "start_time_s": 0.0135, "end_time_s": 0.675, "start_wall": 1.0, "end_wall": 2.0, "source_session": "run"}))
         sequence += 1
         time.sleep(0.05)
     out, err = subscribe.communicate(timeout=10)

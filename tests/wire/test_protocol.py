@@ -48,7 +48,7 @@ def prediction_map(**overrides) -> dict:
     probabilities[3] = 0.9
     probabilities[4] = 0.1
     mapping = {
-        "seq": 0, "session": "abc", "t_wall": 1.0e9, "model_id": "student-test", "class_index": 3,
+        "seq": 0, "session": "abc", "source_session": "run", "t_wall": 1.0e9, "model_id": "student-test", "class_index": 3,
         "label": "hello", "confidence": 0.9, "probabilities": probabilities, "start_index": 100,
         "end_index": 160, "rate": "2000/27", "start_time_s": 1.35, "end_time_s": 2.16,
         "start_wall": 1.0e9 + 1.35, "end_wall": 1.0e9 + 2.16, "timing": {"dsp_ms": 0.02},

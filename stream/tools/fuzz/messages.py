@@ -30,7 +30,7 @@ def valid_frame_message(seed: int = 0) -> list[bytes]:
 
 def _span() -> dict:
     return {"start_index": 100, "end_index": 160, "rate": "2000/27", "start_time_s": 1.35, "end_time_s": 2.16,
-            "start_wall": 1.7e9 + 1.35, "end_wall": 1.7e9 + 2.16}
+            "start_wall": 1.7e9 + 1.35, "end_wall": 1.7e9 + 2.16, "source_session": "fedcba9876543210"}
 
 
 def _common(seq: int = 3) -> dict:
