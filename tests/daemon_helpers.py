@@ -100,13 +100,21 @@ def stop_and_time(process, timeout_s: float = 5.0) -> float:
 _TINY_MODEL_CACHE: dict[str, Path] = {}
 
 
-def tiny_model_card(directory: Path, labels: tuple[str, ...] = ("hello", "thanks", "water", "home")) -> Path:
+def tiny_model_card(directory: Path, labels: tuple[str, ...] = ("hello", "thanks", "water", "home"),
+                    config=None) -> Path:
     """A real (tiny, untrained but deterministic) TFLite model with its card, for daemon tests.
 
     Built with tf_keras and converted with tf.lite like the shipped student, with the inputs named
-    as the runtime expects (emg, acc, gyro) and the current preprocessing hash. Built once per run.
+    as the runtime expects (one per modality of ``config``'s layout, default Trigno's) and that
+    config's preprocessing hash. Built once per run and configuration.
     """
-    key = ",".join(labels)
+    from stream.config import Config
+    from stream.dsp.preprocess import preprocessing_hash, preprocessing_spec
+    from stream.dsp.windows import window_length_samples
+    from stream.wire.rates import rate_to_string
+
+    config = config or Config()
+    key = ",".join(labels) + ":" + preprocessing_hash(config)
     if key in _TINY_MODEL_CACHE:
         return _TINY_MODEL_CACHE[key]
     import hashlib
@@ -117,17 +125,13 @@ def tiny_model_card(directory: Path, labels: tuple[str, ...] = ("hello", "thanks
     import tensorflow as tf
     import tf_keras as keras
 
-    from stream.config import Config
-    from stream.dsp.preprocess import preprocessing_hash, preprocessing_spec
-
-    config = Config()
-    window = 148
+    window = window_length_samples(config)
+    channels = {name: config.layout.channel_count(name) for name in config.layout.modalities}
     keras.utils.set_random_seed(0)
-    inputs = {name: keras.Input(shape=(window, channels), batch_size=1, name=name)
-              for name, channels in (("emg", 6), ("acc", 18), ("gyro", 18))}
+    inputs = {name: keras.Input(shape=(window, count), batch_size=1, name=name) for name, count in channels.items()}
     pooled = [keras.layers.GlobalAveragePooling1D()(keras.layers.Conv1D(2, 3, activation="sigmoid")(tensor))
               for tensor in inputs.values()]
-    merged = keras.layers.Concatenate()(pooled)
+    merged = keras.layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0]
     outputs = keras.layers.Dense(len(labels), activation="softmax", name="probabilities")(merged)
     model = keras.Model(inputs=list(inputs.values()), outputs=outputs)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -139,10 +143,10 @@ def tiny_model_card(directory: Path, labels: tuple[str, ...] = ("hello", "thanks
         "schema_version": 1,
         "model_id": f"tiny-{digest[:12]}",
         "labels": list(labels),
-        "input": {"modalities": ["emg", "acc", "gyro"],
-                  "shapes": {"emg": [window, 6], "acc": [window, 18], "gyro": [window, 18]},
-                  "dtype": "float32", "model_rate_hz": "2000/27", "window_samples": window, "window_s": 2.0,
-                  "batch_size": 1},
+        "input": {"modalities": list(channels),
+                  "shapes": {name: [window, count] for name, count in channels.items()},
+                  "dtype": "float32", "model_rate_hz": rate_to_string(config.preprocess.model_rate_hz),
+                  "window_samples": window, "window_s": config.window.length_s, "batch_size": 1},
         "preprocessing": {"hash": preprocessing_hash(config), "spec": preprocessing_spec(config)},
         "files": {"dynamic_range": {"path": "tiny.tflite", "sha256": digest, "bytes": len(model_bytes)}},
     }

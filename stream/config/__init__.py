@@ -27,13 +27,31 @@ from stream.config.sections import (
     WindowConfig,
 )
 
+from stream.wire.layout import PROFILES, profile_defaults
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "default.toml"
+
+
+def with_profile(table: dict) -> dict:
+    """``table`` with its ``[sensors] profile``'s values filled in wherever the table leaves a key out
+    (any table the profile names: [sensors], and [filters] / [preprocess] / [window] where its rates
+    need other defaults)."""
+    sensors = table.get("sensors", {})
+    name = sensors.get("profile", "trigno") if isinstance(sensors, dict) else "trigno"
+    if not isinstance(name, str) or name not in PROFILES:
+        return table  # SensorsConfig refuses it with the list of profiles
+    merged = dict(table)
+    for section, defaults in profile_defaults(name).items():
+        given = table.get(section, {})
+        if isinstance(given, dict):
+            merged[section] = {**defaults, **given}
+    return merged
 
 
 def config_from_dict(table: dict, *, source: str | None = None, base_dir: str | Path = ".") -> Config:
     """Build a Config from an already parsed TOML table (tests and tools use this)."""
     try:
-        config = build_section(Config, table)
+        config = build_section(Config, with_profile(table))
     except ConfigError as error:
         raise ConfigError(str(error).removeprefix("config error: "), source=source) from None
     return dataclasses.replace(config, base_dir=str(Path(base_dir).resolve()))

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 from stream.config.loader import ConfigError
-from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ, samples_per_frame
+from stream.wire.layout import PROFILES, TRIGNO_SENSORS, Layout
+from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
 
 
 def _require(condition: bool, key: str, value: object, allowed: str) -> None:
@@ -31,35 +32,39 @@ def _check_endpoint(key: str, value: str) -> None:
     )
 
 
-SENSOR_NAMES = (
-    "flexor_carpi_radialis",
-    "flexor_digitorum_superficialis",
-    "extensor_digitorum",
-    "extensor_carpi_ulnaris",
-    "biceps_brachii",
-    "triceps_brachii",
-)
+SENSOR_NAMES = TRIGNO_SENSORS
 
 
 @dataclass(frozen=True)
 class SensorsConfig:
-    """Which sensors the signer wears and the rates they send at."""
+    """The sensor layout: which sensors the signer wears, what they send and at which exact rates.
 
+    ``profile`` names a built-in layout (``stream.wire.layout.PROFILES``) whose values fill every key
+    this table leaves out (``config_from_dict`` does that); the keys below are then the layout."""
+
+    profile: str = "trigno"
     names: tuple[str, ...] = SENSOR_NAMES
+    imu_names: tuple[str, ...] = ()  # IMU sensors when they are not the sEMG sensors (the Myo: one)
     emg_rate_hz: Fraction = EMG_RATE_HZ
     imu_rate_hz: Fraction = IMU_RATE_HZ
     modalities: tuple[Literal["emg", "acc", "gyro"], ...] = ("emg", "acc", "gyro")
+    emg_unit: Literal["mV", "counts"] = "mV"
 
     def __post_init__(self) -> None:
+        _require(self.profile in PROFILES, "sensors.profile", self.profile, f"one of {', '.join(PROFILES)}")
         _require(len(self.names) >= 1, "sensors.names", self.names, "a non-empty list of sensor names")
         _require(len(set(self.names)) == len(self.names), "sensors.names", self.names, "unique names")
+        _require(len(set(self.imu_names)) == len(self.imu_names), "sensors.imu_names", self.imu_names, "unique names")
         _require(len(self.modalities) >= 1, "sensors.modalities", self.modalities, "a non-empty list")
         _require(len(set(self.modalities)) == len(self.modalities), "sensors.modalities", self.modalities, "unique")
+        _require("emg" in self.modalities, "sensors.modalities", list(self.modalities),
+                 "a list with 'emg' (every layout has sEMG: segmentation and the models need it)")
         for key, rate in (("sensors.emg_rate_hz", self.emg_rate_hz), ("sensors.imu_rate_hz", self.imu_rate_hz)):
-            try:
-                samples_per_frame(rate)
-            except ValueError as error:
-                raise ConfigError(f"{key.rsplit('.', 1)[-1]} = '{rate}': {error}", key=key) from None
+            _require(rate > 0, key, str(rate), "a rate > 0 Hz")
+
+    @property
+    def layout(self) -> Layout:
+        return Layout.from_sensors(self)
 
 
 @dataclass(frozen=True)
@@ -117,17 +122,31 @@ class FiltersConfig:
     initial_state: Literal["steady", "zeros"] = "steady"
 
     def __post_init__(self) -> None:
+        # Edges against the Nyquist frequencies of the configured rates: Config.__post_init__.
         low, high = self.emg_bandpass_hz
         _require(0 < low < high, "filters.emg_bandpass_hz", list(self.emg_bandpass_hz), "[low, high] with 0 < low < high")
-        _require(high < float(EMG_RATE_HZ) / 2, "filters.emg_bandpass_hz", list(self.emg_bandpass_hz),
-                 f"below the sEMG Nyquist frequency {float(EMG_RATE_HZ) / 2:.1f} Hz")
         _require(1 <= self.emg_bandpass_order <= 10, "filters.emg_bandpass_order", self.emg_bandpass_order, "1 to 10")
-        _require(self.notch_hz == 0 or 0 < self.notch_hz < float(EMG_RATE_HZ) / 2, "filters.notch_hz", self.notch_hz,
-                 "0 (off), or a mains frequency such as 50 or 60")
+        _require(self.notch_hz >= 0, "filters.notch_hz", self.notch_hz, "0 (off), or a mains frequency such as 50 or 60")
         _require(self.notch_quality > 0, "filters.notch_quality", self.notch_quality, "> 0")
-        _require(0 < self.imu_lowpass_hz < float(IMU_RATE_HZ) / 2, "filters.imu_lowpass_hz", self.imu_lowpass_hz,
-                 f"between 0 and the IMU Nyquist frequency {float(IMU_RATE_HZ) / 2:.1f} Hz")
+        _require(self.imu_lowpass_hz > 0, "filters.imu_lowpass_hz", self.imu_lowpass_hz, "> 0")
         _require(1 <= self.imu_lowpass_order <= 10, "filters.imu_lowpass_order", self.imu_lowpass_order, "1 to 10")
+
+    def check_rates(self, sensors: SensorsConfig) -> None:
+        """A filter that cannot exist at the configured rates is an error naming the key, the rate
+        and what to use (e.g. a 20-450 Hz band-pass at 200 Hz)."""
+        emg_nyquist = float(sensors.emg_rate_hz) / 2
+        low, high = self.emg_bandpass_hz
+        _require(high < emg_nyquist, "filters.emg_bandpass_hz", list(self.emg_bandpass_hz),
+                 f"below the Nyquist frequency {emg_nyquist:g} Hz of sensors.emg_rate_hz = '{sensors.emg_rate_hz}' "
+                 f"(e.g. [{min(low, 0.1 * emg_nyquist):g}, {0.95 * emg_nyquist:g}])")
+        _require(self.notch_hz < emg_nyquist, "filters.notch_hz", self.notch_hz,
+                 f"below the Nyquist frequency {emg_nyquist:g} Hz of sensors.emg_rate_hz = '{sensors.emg_rate_hz}', "
+                 "or 0 (off)")
+        if any(name in sensors.modalities for name in ("acc", "gyro")):
+            imu_nyquist = float(sensors.imu_rate_hz) / 2
+            _require(self.imu_lowpass_hz < imu_nyquist, "filters.imu_lowpass_hz", self.imu_lowpass_hz,
+                     f"below the Nyquist frequency {imu_nyquist:g} Hz of sensors.imu_rate_hz = '{sensors.imu_rate_hz}' "
+                     f"(e.g. {0.8 * imu_nyquist:g})")
 
 
 @dataclass(frozen=True)
@@ -151,10 +170,7 @@ class PreprocessConfig:
         _require(self.resample_kaiser_beta >= 0, "preprocess.resample_kaiser_beta", self.resample_kaiser_beta, ">= 0")
         for name in ("emg_scale", "acc_scale", "gyro_scale"):
             _require(getattr(self, name) > 0, f"preprocess.{name}", getattr(self, name), "> 0")
-        try:
-            samples_per_frame(self.model_rate_hz)
-        except ValueError as error:
-            raise ConfigError(f"model_rate_hz = '{self.model_rate_hz}': {error}", key="preprocess.model_rate_hz") from None
+        _require(self.model_rate_hz > 0, "preprocess.model_rate_hz", str(self.model_rate_hz), "a rate > 0 Hz")
 
 
 @dataclass(frozen=True)
@@ -355,6 +371,21 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     # Directory of the file this was read from; not a TOML key (the loader refuses it).
     base_dir: str = field(default=".", compare=False, metadata={"toml": False})
+
+    def __post_init__(self) -> None:
+        self.filters.check_rates(self.sensors)
+        model_per_frame = self.preprocess.model_rate_hz * self.sensors.layout.frame_period_s
+        _require(model_per_frame.denominator == 1, "preprocess.model_rate_hz", str(self.preprocess.model_rate_hz),
+                 f"a whole number of samples per {float(self.sensors.layout.frame_period_s) * 1000:g} ms frame of the "
+                 f"layout ({self.sensors.layout.describe()}), e.g. '{1 / self.sensors.layout.frame_period_s}'")
+        _require(self.sensors.layout.frame_period_s <= Fraction(1, 10), "sensors.emg_rate_hz", str(self.sensors.emg_rate_hz),
+                 f"a rate that shares a frame of at most 0.1 s with sensors.imu_rate_hz = '{self.sensors.imu_rate_hz}' "
+                 f"(these give {float(self.sensors.layout.frame_period_s):g} s frames): write rates exactly, as 'p/q' "
+                 "strings (1111.1 Hz is '10000/9'; Trigno rates are whole multiples of 1000/27 Hz)")
+
+    @property
+    def layout(self) -> Layout:
+        return self.sensors.layout
 
     def resolve_path(self, value: str) -> Path:
         """A path from the config: absolute as is, relative to the config file's directory."""

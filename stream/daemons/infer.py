@@ -48,17 +48,14 @@ def warm_up(config, classifier) -> None:
     """Run every stage once on silence before announcing readiness: loads the cached numba kernels
     and the interpreter's buffers, so the first real frames are not delayed by it."""
     from stream.dsp.windows import Window, window_length_samples
-    from stream.wire.frames import Frame
+    from stream.wire.frames import MODALITIES, silent_frame
 
-    sensors = len(config.sensors.names)
     scratch = Recognizer(config, classifier)
     for number in range(3):
-        scratch.process_frame(Frame(number, 15 * number, 2 * number, np.zeros((15, sensors), np.float32),
-                                    np.zeros((2, 3 * sensors), np.float32), np.zeros((2, 3 * sensors), np.float32)))
+        scratch.process_frame(silent_frame(config.layout, number))
     length = window_length_samples(config)
-    classifier.predict(Window(length, np.zeros((length, sensors), np.float32),
-                              np.zeros((length, 3 * sensors), np.float32),
-                              np.zeros((length, 3 * sensors), np.float32), False))
+    classifier.predict(Window(length, *(np.zeros((length, config.layout.channel_count(name)), np.float32)
+                                        for name in MODALITIES), False))
 
 
 def setup_infer(daemon: Daemon):

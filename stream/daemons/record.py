@@ -85,7 +85,7 @@ class Recorder:
         self.writer = RecordingWriter(path, sensors.names, sensors.emg_rate_hz, sensors.imu_rate_hz,
                                       metadata={**self.metadata, "part": self.part},
                                       flush_interval_frames=self.config.record.flush_interval_frames,
-                                      max_fill_s=self.config.record.max_fill_s)
+                                      max_fill_s=self.config.record.max_fill_s, layout=self.config.layout)
         self.announce(f"recording to {path}")
 
     def append(self, frame) -> None:

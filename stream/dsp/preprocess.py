@@ -32,7 +32,6 @@ from stream.dsp.design import ModalityDesign
 from stream.dsp.design_cache import cached_design_modality
 from stream.dsp.resample import check_continues
 from stream.wire.frames import MODALITIES, Frame
-from stream.wire.rates import samples_per_frame
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +70,25 @@ class Gap:
     action: str  # "filled" (marked invalid) or "restarted" (too long to fill)
 
 
+def _sensors_spec(config: Config) -> dict:
+    """The layout as the card's spec records it. ``profile`` only fills in the other keys, so it is
+    left out; ``imu_names`` and ``emg_unit`` only when they say what a layout without them meant
+    (the IMU sensors are the sEMG sensors, millivolts), so cards written before layouts existed keep
+    their hash."""
+    spec = to_dict(config.sensors)
+    spec.pop("profile")
+    if not spec["imu_names"]:
+        spec.pop("imu_names")
+    if spec["emg_unit"] == "mV":
+        spec.pop("emg_unit")
+    return spec
+
+
 def preprocessing_spec(config: Config) -> dict:
     """Everything that decides what the model sees: recorded in a model card."""
     return {
         "version": PREPROCESSING_VERSION,
-        "sensors": to_dict(config.sensors),
+        "sensors": _sensors_spec(config),
         "filters": to_dict(config.filters),
         "preprocess": to_dict(config.preprocess),
         "window": to_dict(config.window),
@@ -87,29 +100,26 @@ def preprocessing_hash(config: Config) -> str:
     return config_hash(preprocessing_spec(config))
 
 
-def _channel_count(modality: str, sensors: int) -> int:
-    return sensors if modality == "emg" else 3 * sensors
-
-
 class Preprocessor:
     """One object per stream; owns every filter and resampler state of that stream."""
 
     def __init__(self, config: Config):
         self.config = config
         sensors = config.sensors
+        self.layout = layout = config.layout
         self.sensor_count = len(sensors.names)
-        self.modalities = tuple(name for name in MODALITIES if name in sensors.modalities)
+        self.modalities = layout.modalities
         self.model_rate_hz = Fraction(config.preprocess.model_rate_hz)
-        self.input_rate_hz = {"emg": Fraction(sensors.emg_rate_hz), "acc": Fraction(sensors.imu_rate_hz),
-                              "gyro": Fraction(sensors.imu_rate_hz)}
-        self.samples_per_frame = {name: samples_per_frame(rate) for name, rate in self.input_rate_hz.items()}
+        self.input_rate_hz = {name: layout.rate(name) for name in MODALITIES}
+        self.samples_per_frame = {name: layout.samples_per_frame(name) for name in MODALITIES}
+        self.channel_counts = {name: layout.channel_count(name) for name in MODALITIES}
         self.designs: dict[str, ModalityDesign] = {
             name: cached_design_modality(name, config.filters, config.preprocess, sensors.emg_rate_hz, sensors.imu_rate_hz)
             for name in self.modalities
         }
         self._steady = config.filters.initial_state == "steady"
         self._fused = self.modalities == MODALITIES  # one jitted call per frame needs all three
-        self._channels = [_channel_count(name, self.sensor_count) for name in self.modalities]
+        self._channels = [self.channel_counts[name] for name in self.modalities]
         self.max_gap_fill = {name: int(config.preprocess.max_gap_fill_s * rate)
                              for name, rate in self.input_rate_hz.items()}
         self.gaps: collections.deque[Gap] = collections.deque(maxlen=GAP_HISTORY)
@@ -119,7 +129,7 @@ class Preprocessor:
     # -- state ---------------------------------------------------------------------------------
 
     def _specs(self) -> list[ChainSpec]:
-        return [ChainSpec.from_design(self.designs[name], _channel_count(name, self.sensor_count), self._steady)
+        return [ChainSpec.from_design(self.designs[name], self.channel_counts[name], self._steady)
                 for name in self.modalities]
 
     def reset(self) -> None:
@@ -136,20 +146,20 @@ class Preprocessor:
     # -- validation ----------------------------------------------------------------------------
 
     def _check_array(self, name: str, array: object, rows: int | None) -> np.ndarray:
-        channels = _channel_count(name, self.sensor_count)
+        channels = self.channel_counts[name]
         if not isinstance(array, np.ndarray):
             raise ValueError(f"{name} is a {type(array).__name__}; pass a numpy array of shape (samples, {channels})")
         if array.dtype not in SUPPORTED_DTYPES:
             raise ValueError(f"{name} has dtype {array.dtype}; expected float32 (or float64): convert with "
                              ".astype(np.float32)")
         if array.ndim != 2 or array.shape[1] != channels:
-            raise ValueError(f"{name} has shape {array.shape}; expected (samples, {channels}) for "
-                             f"{self.sensor_count} sensors in [sensors] names")
+            raise ValueError(f"{name} has shape {array.shape}; expected (samples, {channels}) for the layout "
+                             f"{self.layout.describe()}")
         if array.shape[0] == 0:
             raise ValueError(f"{name} has no samples; pass at least one sample (skip empty chunks)")
         if rows is not None and array.shape[0] != rows:
-            raise ValueError(f"frame {name} has {array.shape[0]} samples; a 13.5 ms frame at "
-                             f"{self.input_rate_hz[name]} Hz holds {rows}")
+            raise ValueError(f"frame {name} has {array.shape[0]} samples; a "
+                             f"{float(self.layout.frame_period_s) * 1000:g} ms frame at {self.input_rate_hz[name]} Hz holds {rows}")
         return np.ascontiguousarray(array)
 
     def _check_rate(self, key: str, given: object, configured: Fraction) -> None:
@@ -160,7 +170,7 @@ class Preprocessor:
     # -- streaming -----------------------------------------------------------------------------
 
     def process_frame(self, frame: Frame) -> AlignedBlock | None:
-        """One 13.5 ms frame in; the model-rate samples that became complete out (None if none yet)."""
+        """One frame in; the model-rate samples that became complete out (None if none yet)."""
         if not isinstance(frame, Frame):
             raise ValueError(f"process_frame takes a stream.wire.frames.Frame, not {type(frame).__name__}")
         arrays = [self._frame_array(name, getattr(frame, name)) for name in self.modalities]
@@ -188,7 +198,7 @@ class Preprocessor:
         return self._align(self._process_irregular(frame.sequence, arrays, first_index))
 
     def _frame_array(self, name: str, array: object) -> np.ndarray:
-        rows, channels = self.samples_per_frame[name], _channel_count(name, self.sensor_count)
+        rows, channels = self.samples_per_frame[name], self.channel_counts[name]
         if type(array) is not np.ndarray or array.dtype not in SUPPORTED_DTYPES or array.shape != (rows, channels):
             return self._check_array(name, array, rows)  # raises with the precise problem
         return array if array.flags.c_contiguous else np.ascontiguousarray(array)

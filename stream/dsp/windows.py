@@ -89,9 +89,7 @@ class WindowAssembler:
         self.length = window_length_samples(config)
         self.hop = window_hop_samples(config)
         self.gap_policy = config.window.gap_policy
-        sensors = len(config.sensors.names)
-        self.channels = {name: (0 if name not in config.sensors.modalities else sensors if name == "emg"
-                                else 3 * sensors) for name in MODALITIES}
+        self.channels = {name: config.layout.channel_count(name) for name in MODALITIES}
         if history_s < 0:
             raise ValueError(f"history_s {history_s} must be >= 0")
         self.capacity = self.length + int(round(history_s * float(config.preprocess.model_rate_hz)))

@@ -4,10 +4,12 @@ One file holds one or more recordings, each a group ``/recordings/<key>``::
 
     /                      attrs: format = "signstream-recordings", format_version = 1
     /recordings/<key>/     attrs: emg_rate_hz, imu_rate_hz ("p/q" strings), sensor_names (JSON list),
-                                  emg_first_index, imu_first_index, metadata (JSON object), complete
+                                  emg_first_index, imu_first_index, metadata (JSON object), complete;
+                                  optional: imu_names (JSON list, when the IMU sensors are not the
+                                  sEMG sensors), emg_unit ("counts"; absent: mV)
         emg          (N, S)  float32  mV
-        acc          (M, 3S) float32  g        columns s1x, s1y, s1z, s2x, ...
-        gyro         (M, 3S) float32  deg/s
+        acc          (M, 3I) float32  g        columns s1x, s1y, s1z, s2x, ...; (M, 0) if not sent
+        gyro         (M, 3I) float32  deg/s    I = len(imu_names) or S
         annotations  (K,)    {label: UTF-8 string, start_index: int64, end_index: int64}
         gaps         (G,)    {sensor, emg_start, emg_end, imu_start, imu_end: int64}
 
@@ -80,6 +82,15 @@ def write_group_attributes(group: h5py.Group, recording: Recording, where: str, 
     group.attrs["imu_first_index"] = int(recording.imu_first_index)
     group.attrs["metadata"] = metadata_to_json(recording.metadata, where)
     group.attrs["complete"] = bool(complete)
+    write_layout_attributes(group, recording.imu_names, recording.emg_unit)
+
+
+def write_layout_attributes(group: h5py.Group, imu_names: tuple[str, ...], emg_unit: str) -> None:
+    """Only what a Trigno-style layout does not imply, so files of such layouts stay as they were."""
+    if imu_names:
+        group.attrs["imu_names"] = json.dumps(list(imu_names))
+    if emg_unit != "mV":
+        group.attrs["emg_unit"] = emg_unit
 
 
 def write_group(parent: h5py.Group, key: str, recording: Recording, where: str) -> None:
@@ -222,6 +233,7 @@ def read_group(group: h5py.Group, where: str) -> Recording:
     try:
         sensor_names = tuple(json.loads(_text(group.attrs["sensor_names"])))
         metadata = json.loads(_text(group.attrs["metadata"]))
+        imu_names = tuple(json.loads(_text(group.attrs["imu_names"]))) if "imu_names" in group.attrs else ()
     except (json.JSONDecodeError, TypeError) as error:
         raise RecordingError(f"{where}: sensor_names/metadata attribute is not valid JSON: {error}") from None
     try:
@@ -248,7 +260,8 @@ def read_group(group: h5py.Group, where: str) -> Recording:
         emg_rate_hz=emg_rate, imu_rate_hz=imu_rate, sensor_names=sensor_names,
         emg_first_index=int(group.attrs["emg_first_index"]), imu_first_index=int(group.attrs["imu_first_index"]),
         annotations=annotations, metadata=metadata, gaps=gaps,
-        complete=bool(group.attrs.get("complete", True)),
+        complete=bool(group.attrs.get("complete", True)), imu_names=imu_names,
+        emg_unit=_text(group.attrs.get("emg_unit", "mV")),
     )
     recording.validate(where)
     return recording

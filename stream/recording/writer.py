@@ -24,7 +24,8 @@ import h5py
 import numpy as np
 
 from stream.wire.frames import Frame
-from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ, parse_rate, samples_per_frame
+from stream.wire.layout import MODALITIES, Layout
+from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ, parse_rate
 from stream.recording.hdf5 import (
     ANNOTATION_DTYPE,
     FORMAT_NAME,
@@ -37,6 +38,7 @@ from stream.recording.hdf5 import (
     fsync_file,
     gaps_to_array,
     metadata_to_json,
+    write_layout_attributes,
 )
 from stream.recording.model import ALL_SENSORS, Annotation, Gap, RecordingError
 
@@ -64,7 +66,10 @@ class RecordingWriter:
         key: str = "recording",
         flush_interval_frames: int = 74,
         max_fill_s: float = 60.0,
+        layout: Layout | None = None,
     ) -> None:
+        """``layout``: the frames' layout (default: Trigno-style, every sensor with sEMG, acc and gyro
+        at the two rates given)."""
         self.path = Path(path)
         self.partial_path = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
         self.sensor_names = tuple(sensor_names)
@@ -72,8 +77,15 @@ class RecordingWriter:
             raise RecordingError(f"{self.path}: sensor names must be non-empty and unique, got {list(sensor_names)}")
         self.emg_rate_hz = parse_rate(emg_rate_hz)
         self.imu_rate_hz = parse_rate(imu_rate_hz)
-        self.emg_per_frame = samples_per_frame(self.emg_rate_hz)
-        self.imu_per_frame = samples_per_frame(self.imu_rate_hz)
+        if layout is None:
+            layout = Layout(self.sensor_names, self.sensor_names, MODALITIES, self.emg_rate_hz, self.imu_rate_hz)
+        if (layout.sensor_names, layout.emg_rate_hz, layout.imu_rate_hz) != (self.sensor_names, self.emg_rate_hz,
+                                                                              self.imu_rate_hz):
+            raise RecordingError(f"{self.path}: the layout ({layout.describe()}) disagrees with the sensor names "
+                                 "and rates given")
+        self.layout = layout
+        self.emg_per_frame = layout.emg_samples_per_frame
+        self.imu_per_frame = layout.imu_samples_per_frame
         self.metadata = dict(metadata or {})
         metadata_to_json(self.metadata, str(self.path))  # fail now, not at close
         self.key = check_key(key)
@@ -104,13 +116,10 @@ class RecordingWriter:
         a frame that goes back in time, or a jump longer than ``max_fill_s``, raises RecordingError
         (start a new recording after a long outage)."""
         self._check_open()
-        frame.validate()
-        if frame.sensor_count != len(self.sensor_names):
-            raise RecordingError(f"{self.path}: frame has {frame.sensor_count} sensors; this recording has "
-                                 f"{len(self.sensor_names)} ({', '.join(self.sensor_names)})")
-        if frame.emg.shape[0] != self.emg_per_frame or frame.acc.shape[0] != self.imu_per_frame:
-            raise RecordingError(f"{self.path}: frame holds {frame.emg.shape[0]} sEMG / {frame.acc.shape[0]} IMU "
-                                 f"samples; the rates give {self.emg_per_frame} / {self.imu_per_frame}")
+        try:
+            frame.validate(self.layout)
+        except ValueError as error:
+            raise RecordingError(f"{self.path}: {error}") from None
         if self._handle is None:
             self._create(frame.emg_first_index, frame.imu_first_index)
         emg_jump = frame.emg_first_index - self._next_emg_index
@@ -135,14 +144,15 @@ class RecordingWriter:
             self.flush()
 
     def _fill(self, missing_frames: int) -> None:
-        sensors = len(self.sensor_names)
-        emg = np.full((missing_frames * self.emg_per_frame, sensors), np.nan, dtype=np.float32)
-        imu = np.full((missing_frames * self.imu_per_frame, 3 * sensors), np.nan, dtype=np.float32)
-        self._pending.append((emg, imu, imu))
+        emg = np.full((missing_frames * self.emg_per_frame, len(self.sensor_names)), np.nan, dtype=np.float32)
+        imu = {name: np.full((missing_frames * self.imu_per_frame, self.layout.channel_count(name)), np.nan,
+                             dtype=np.float32) for name in ("acc", "gyro")}
+        self._pending.append((emg, imu["acc"], imu["gyro"]))
+        imu_rows = missing_frames * self.imu_per_frame
         self._pending_gaps.append(Gap(ALL_SENSORS, self._next_emg_index, self._next_emg_index + emg.shape[0],
-                                      self._next_imu_index, self._next_imu_index + imu.shape[0]))
+                                      self._next_imu_index, self._next_imu_index + imu_rows))
         self._next_emg_index += emg.shape[0]
-        self._next_imu_index += imu.shape[0]
+        self._next_imu_index += imu_rows
         self.frames_filled += missing_frames
 
     def add_annotation(self, label: str, start_index: int, end_index: int) -> None:
@@ -177,13 +187,19 @@ class RecordingWriter:
             group.attrs["imu_first_index"] = self.imu_first_index
             group.attrs["metadata"] = metadata_to_json(self.metadata, str(self.path))
             group.attrs["complete"] = False
+            write_layout_attributes(group, self.layout.imu_names if self.layout.imu_names != self.sensor_names else (),
+                                    self.layout.emg_unit)
             emg_chunk = self.emg_per_frame * self.flush_interval_frames
-            imu_chunk = self.imu_per_frame * self.flush_interval_frames
+            imu_chunk = max(1, self.imu_per_frame * self.flush_interval_frames)
             group.create_dataset("emg", shape=(0, sensors), maxshape=(None, sensors), dtype=np.float32,
                                  chunks=(emg_chunk, sensors))
             for name in ("acc", "gyro"):
-                group.create_dataset(name, shape=(0, 3 * sensors), maxshape=(None, 3 * sensors),
-                                     dtype=np.float32, chunks=(imu_chunk, 3 * sensors))
+                columns = self.layout.channel_count(name)
+                if columns == 0:  # not sent by this device: an empty dataset, never appended to
+                    group.create_dataset(name, shape=(0, 0), dtype=np.float32)
+                    continue
+                group.create_dataset(name, shape=(0, columns), maxshape=(None, columns),
+                                     dtype=np.float32, chunks=(imu_chunk, columns))
             group.create_dataset("annotations", shape=(0,), maxshape=(None,), dtype=ANNOTATION_DTYPE, chunks=(64,))
             group.create_dataset("gaps", shape=(0,), maxshape=(None,), dtype=GAP_DTYPE, chunks=(64,))
             # From here on the file is append-only and consistent on disk after every flush.
@@ -196,7 +212,7 @@ class RecordingWriter:
 
     @staticmethod
     def _append(dataset: h5py.Dataset, rows: np.ndarray) -> None:
-        if rows.shape[0] == 0:
+        if rows.shape[0] == 0 or (rows.ndim == 2 and rows.shape[1] == 0):
             return
         start = dataset.shape[0]
         dataset.resize(start + rows.shape[0], axis=0)

@@ -13,10 +13,8 @@ from __future__ import annotations
 import time
 
 from stream.wire.frames import Frame
-from stream.wire.rates import FRAME_PERIOD_S, samples_per_frame
 from stream.recording import Annotation, Recording, read_recording
 
-FRAME_S = float(FRAME_PERIOD_S)
 LATE_RESET_S = 0.5
 
 
@@ -41,15 +39,20 @@ class ReplaySource:
         if (recording.emg_rate_hz, recording.imu_rate_hz) != (sensors.emg_rate_hz, sensors.imu_rate_hz):
             raise ValueError(f"{where}: rates {recording.emg_rate_hz}/{recording.imu_rate_hz} Hz differ from "
                              f"[sensors] {sensors.emg_rate_hz}/{sensors.imu_rate_hz} Hz (mismatched rates)")
-        self.emg_per_frame = samples_per_frame(recording.emg_rate_hz)
-        self.imu_per_frame = samples_per_frame(recording.imu_rate_hz)
+        layout = config.layout
+        if recording.layout.signature() != layout.signature():
+            raise ValueError(f"{where}: its layout ({recording.layout.describe()}) is not the config's "
+                             f"({layout.describe()}); replay it with a config of its layout ([sensors] profile)")
+        self.layout = layout
+        self.frame_s = float(layout.frame_period_s)
+        self.emg_per_frame = layout.emg_samples_per_frame
+        self.imu_per_frame = layout.imu_samples_per_frame
         if (recording.emg_first_index * self.imu_per_frame != recording.imu_first_index * self.emg_per_frame
                 or recording.emg_first_index % self.emg_per_frame):
             raise ValueError(f"{where}: first sample indices {recording.emg_first_index} (sEMG) / "
                              f"{recording.imu_first_index} (IMU) do not start the same whole frame")
         self.recording = recording
-        self.frames_per_pass = min(recording.emg.shape[0] // self.emg_per_frame,
-                                   recording.acc.shape[0] // self.imu_per_frame)
+        self.frames_per_pass = recording.whole_frames
         if self.frames_per_pass == 0:
             raise ValueError(f"{where}: holds less than one whole frame of samples")
         self.first_frame = recording.emg_first_index // self.emg_per_frame
@@ -81,7 +84,7 @@ class ReplaySource:
                 raise StopIteration
             self._begin_pass()
         if self.realtime:
-            period = FRAME_S / self.speed
+            period = self.frame_s / self.speed
             now = self.clock()
             if self._start is None:
                 self._start = now
@@ -91,12 +94,10 @@ class ReplaySource:
             elif now - due > LATE_RESET_S:
                 self._start = now - (self._emitted + 1) * period
         row = self._position
-        emg_rows = slice(row * self.emg_per_frame, (row + 1) * self.emg_per_frame)
-        imu_rows = slice(row * self.imu_per_frame, (row + 1) * self.imu_per_frame)
         number = self.first_frame + self._pass * self.frames_per_pass + row
-        frame = Frame(self._emitted, number * self.emg_per_frame, number * self.imu_per_frame,
-                      self.recording.emg[emg_rows].copy(), self.recording.acc[imu_rows].copy(),
-                      self.recording.gyro[imu_rows].copy())
+        frame = self.recording.frame(row, self._emitted)
+        # Sample indices keep counting up over passes (a loop is one continuous stream).
+        frame.emg_first_index, frame.imu_first_index = number * self.emg_per_frame, number * self.imu_per_frame
         self._position += 1
         self._emitted += 1
         emitted_end = frame.emg_first_index + self.emg_per_frame

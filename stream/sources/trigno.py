@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.wire.frames import Frame
-from stream.wire.rates import FRAME_PERIOD_S, samples_per_frame
+from stream.wire.frames import Frame, absent
+from stream.wire.rates import FRAME_PERIOD_S
 from stream.trigno.client import ClientSettings, TrignoClient, TrignoConnectionError
 from stream.trigno.convert import RowDecoder
 from stream.trigno.protocol import layout_for
@@ -70,8 +70,9 @@ class TrignoSource:
                 "use the 144-value AUX layout (legacy_aux = false, ports 50043/50044) or drop 'gyro' from modalities"
             )
         self.settings = settings_from_config(config)
-        self.emg_per_frame = samples_per_frame(config.sensors.emg_rate_hz)
-        self.imu_per_frame = samples_per_frame(config.sensors.imu_rate_hz)
+        self.layout = config.layout
+        self.emg_per_frame = self.layout.emg_samples_per_frame
+        self.imu_per_frame = self.layout.imu_samples_per_frame
         self.backoff_s = tuple(trigno.reconnect_backoff_s)
         self.max_attempts = trigno.max_reconnect_attempts
         self.gaps: list[TrignoGap] = []
@@ -116,6 +117,9 @@ class TrignoSource:
         self._lost_reason = ""
         self._last_frame_time = now
         emg, acc, gyro = self._decoder.decode(emg_rows, aux_rows)
+        # The base sends every AUX channel; a modality the layout leaves out is not passed on.
+        acc, gyro = (array if name in self.layout.modalities else absent(self.imu_per_frame)
+                     for name, array in (("acc", acc), ("gyro", gyro)))
         index = self.next_frame_index
         self.next_frame_index += 1
         self.frames += 1

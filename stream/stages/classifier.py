@@ -99,7 +99,15 @@ class Classifier:
     """Window -> class probabilities with the model a card names."""
 
     def __init__(self, card: ModelCard, variant: str = "dynamic_range", threads: int = 1,
-                 expected_preprocessing_hash: str | None = None):
+                 expected_preprocessing_hash: str | None = None, expected_layout=None):
+        trained_layout = card.layout
+        if (expected_layout is not None and trained_layout is not None
+                and trained_layout.signature() != expected_layout.signature()):
+            raise ModelCardError(
+                f"{card.path}: the model was trained for the layout {trained_layout.describe()} "
+                f"(sensors {', '.join(trained_layout.sensor_names)}) but the config's layout is "
+                f"{expected_layout.describe()} (sensors {', '.join(expected_layout.sensor_names)}); set [sensors] "
+                "to the model's layout, or use a model trained for this one")
         if expected_preprocessing_hash is not None and card.preprocessing_hash != expected_preprocessing_hash:
             raise ModelCardError(
                 f"{card.path}: the model was trained with preprocessing {card.preprocessing_hash[:12]}..., the config "
@@ -131,7 +139,7 @@ class Classifier:
 
         card = load_model_card(config.resolve_path(config.model.card))
         classifier = cls(card, variant=config.model.variant, threads=config.model.threads,
-                         expected_preprocessing_hash=preprocessing_hash(config))
+                         expected_preprocessing_hash=preprocessing_hash(config), expected_layout=config.layout)
         log.info("loaded model %s (%s, %d labels) from %s", classifier.model_id, classifier.variant,
                  len(classifier.labels), Path(card.path).parent)
         return classifier

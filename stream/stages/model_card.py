@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from stream.wire.layout import Layout
+from stream.wire.rates import parse_rate
+
 SCHEMA_VERSION = 1
 VARIANTS = ("float32", "dynamic_range", "int8")
 MODALITY_CHANNELS = {"emg": 6, "acc": 18, "gyro": 18}
@@ -46,6 +49,21 @@ class ModelCard:
     preprocessing_hash: str
     files: dict  # variant -> ModelFile
     document: dict  # the whole JSON, for metrics and reports
+
+    @property
+    def layout(self) -> Layout | None:
+        """The sensor layout the model was trained on (from the card's preprocessing spec), if it says."""
+        sensors = self.document.get("preprocessing", {}).get("spec", {}).get("sensors")
+        if not isinstance(sensors, dict):
+            return None
+        try:
+            names = tuple(sensors["names"])
+            return Layout(names, tuple(sensors.get("imu_names") or names),
+                          tuple(name for name in ("emg", "acc", "gyro") if name in sensors["modalities"]),
+                          parse_rate(sensors["emg_rate_hz"]), parse_rate(sensors["imu_rate_hz"]),
+                          sensors.get("emg_unit", "mV"))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelCardError(f"{self.path}: preprocessing.spec.sensors does not describe a layout: {error}") from None
 
     def file(self, variant: str) -> ModelFile:
         if variant not in self.files:

@@ -40,8 +40,10 @@ _BASELINE_FALL_TIME_CONSTANT_S = 1.0
 
 
 @njit
-def _features_kernel(emg, gyro, sensors, energy, motion):
-    # Per sample: mean sEMG envelope over sensors; mean gyroscope magnitude over sensors.
+def _features_kernel(emg, gyro, energy, motion):
+    # Per sample: mean sEMG envelope over sensors; mean gyroscope magnitude over IMU sensors (0 for a
+    # layout without a gyroscope: signs are then found on sEMG energy alone).
+    sensors = gyro.shape[1] // 3
     for row in range(emg.shape[0]):
         total = 0.0
         for column in range(emg.shape[1]):
@@ -53,7 +55,7 @@ def _features_kernel(emg, gyro, sensors, energy, motion):
             y = gyro[row, 3 * sensor + 1]
             z = gyro[row, 3 * sensor + 2]
             total += math.sqrt(x * x + y * y + z * z)
-        motion[row] = total / sensors
+        motion[row] = total / sensors if sensors > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,6 @@ class Segmenter:
         rate = float(config.preprocess.model_rate_hz)
         self.config = segmentation
         self.rate_hz = rate
-        self.sensor_count = len(config.sensors.names)
         self.smoothing = 1.0 - math.exp(-1.0 / (segmentation.smoothing_s * rate)) if segmentation.smoothing_s > 0 else 1.0
         self.baseline_rise = 1.0 - math.exp(-1.0 / (segmentation.baseline_time_constant_s * rate))
         self.baseline_fall = 1.0 - math.exp(-1.0 / (_BASELINE_FALL_TIME_CONSTANT_S * rate))
@@ -122,13 +123,14 @@ class Segmenter:
 
         Motion is the gyroscope's magnitude alone: the accelerometer mixes gravity with movement, and
         after a sign that ends in a new arm posture its gravity component stays changed, which would
-        hold the segment open long after the movement stopped.
+        hold the segment open long after the movement stopped. Without a gyroscope in the layout
+        motion is 0 and signs are found on sEMG energy alone.
         """
         rows = len(emg)
         energy = np.empty(rows)
         motion = np.empty(rows)
         _features_kernel(np.ascontiguousarray(emg, dtype=np.float32), np.ascontiguousarray(gyro, dtype=np.float32),
-                         self.sensor_count, energy, motion)
+                         energy, motion)
         return energy, motion
 
     def process(self, block) -> list[Segment]:

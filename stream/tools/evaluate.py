@@ -35,8 +35,6 @@ from fractions import Fraction
 import numpy as np
 
 from stream.stages.events import EventBuilder
-from stream.wire.frames import Frame
-from stream.wire.rates import EMG_SAMPLES_PER_FRAME, FRAME_PERIOD_S, IMU_SAMPLES_PER_FRAME
 
 BATCH_BLOCK_SAMPLES = 74  # one second at the model rate
 
@@ -53,23 +51,18 @@ class SessionResult:
 
 
 def recording_frames(recording):
-    """Cut a recording into the 13.5 ms frames a live source would send."""
-    count = min(recording.emg.shape[0] // EMG_SAMPLES_PER_FRAME, recording.acc.shape[0] // IMU_SAMPLES_PER_FRAME)
-    for number in range(count):
-        emg = recording.emg[number * EMG_SAMPLES_PER_FRAME:(number + 1) * EMG_SAMPLES_PER_FRAME]
-        imu = slice(number * IMU_SAMPLES_PER_FRAME, (number + 1) * IMU_SAMPLES_PER_FRAME)
-        yield Frame(number, recording.emg_first_index + number * EMG_SAMPLES_PER_FRAME,
-                    recording.imu_first_index + number * IMU_SAMPLES_PER_FRAME,
-                    np.ascontiguousarray(emg), np.ascontiguousarray(recording.acc[imu]),
-                    np.ascontiguousarray(recording.gyro[imu]))
+    """Cut a recording into the frames a live source would send (its layout's frames)."""
+    for number in range(recording.whole_frames):
+        yield recording.frame(number)
 
 
-def decision_time_s(decided_index: int, model_rate_hz: Fraction, emission_delay_s: Fraction) -> float:
+def decision_time_s(decided_index: int, model_rate_hz: Fraction, emission_delay_s: Fraction,
+                    frame_period_s: Fraction) -> float:
     """When stream-infer has the window ending at ``decided_index``: the end of the frame holding the
     last input sample that model sample ``decided_index - 1`` depends on."""
     last_input_time = Fraction(decided_index - 1) / model_rate_hz + emission_delay_s
-    frames = math.floor(last_input_time / FRAME_PERIOD_S) + 1
-    return float(frames * FRAME_PERIOD_S)
+    frames = math.floor(last_input_time / frame_period_s) + 1
+    return float(frames * frame_period_s)
 
 
 def run_session(recognizer, builder: EventBuilder, recording, session_id: str, streaming: bool) -> SessionResult:
@@ -97,7 +90,7 @@ def run_session(recognizer, builder: EventBuilder, recording, session_id: str, s
 
     if streaming:
         for frame in recording_frames(recording):
-            frame_end_s = float(Fraction(frame.emg_first_index + EMG_SAMPLES_PER_FRAME) / recording.emg_rate_hz)
+            frame_end_s = float(Fraction(frame.emg_first_index + frame.emg.shape[0]) / recording.emg_rate_hz)
             handle(recognizer.process_frame(frame), lambda _recognition: frame_end_s)
     else:
         block = recognizer.preprocessor.process_recording(
@@ -106,7 +99,8 @@ def run_session(recognizer, builder: EventBuilder, recording, session_id: str, s
             part = type(block)(block.first_index + low, *(getattr(block, name)[low:low + BATCH_BLOCK_SAMPLES]
                                                            for name in ("emg", "acc", "gyro", "valid")))
             handle(recognizer.process_block(part),
-                   lambda recognition: decision_time_s(recognition.segment.decided_index, model_rate, delay))
+                   lambda recognition: decision_time_s(recognition.segment.decided_index, model_rate, delay,
+                                                       recognizer.preprocessor.layout.frame_period_s))
     result.counters = {**recognizer.all_counters(), **builder.counters}
     return result
 

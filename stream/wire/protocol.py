@@ -26,8 +26,9 @@ from fractions import Fraction
 import msgpack
 import numpy as np
 
-from stream.wire.frames import MODALITIES, Frame, channel_names
-from stream.wire.rates import EMG_SAMPLES_PER_FRAME, IMU_SAMPLES_PER_FRAME, parse_rate, rate_to_string
+from stream.wire.frames import Frame, absent
+from stream.wire.layout import Layout
+from stream.wire.rates import parse_rate, rate_to_string
 
 SCHEMA_VERSION = 1
 
@@ -141,34 +142,37 @@ def _check_topic(parts: list, topic: bytes, count: int) -> None:
 
 @dataclass(frozen=True)
 class FrameSpec:
-    """What a reader expects of frames: sensor names and exact rates (from the config)."""
+    """What a reader expects of frames: the sensor layout (streams, channel names, exact rates)."""
 
-    sensor_names: tuple[str, ...]
-    emg_rate_hz: Fraction
-    imu_rate_hz: Fraction
+    layout: Layout
 
     @classmethod
     def from_config(cls, config) -> "FrameSpec":
-        return cls(tuple(config.sensors.names), config.sensors.emg_rate_hz, config.sensors.imu_rate_hz)
+        return cls(Layout.from_sensors(config.sensors))
+
+    @property
+    def sensor_names(self) -> tuple[str, ...]:
+        return self.layout.sensor_names
+
+    @property
+    def emg_rate_hz(self) -> Fraction:
+        return self.layout.emg_rate_hz
+
+    @property
+    def imu_rate_hz(self) -> Fraction:
+        return self.layout.imu_rate_hz
 
     def stream_descriptions(self) -> list[dict]:
-        """The static part of each stream's header entry, in payload order."""
-        sensors = len(self.sensor_names)
-        shapes = {
-            "emg": [EMG_SAMPLES_PER_FRAME, sensors],
-            "acc": [IMU_SAMPLES_PER_FRAME, 3 * sensors],
-            "gyro": [IMU_SAMPLES_PER_FRAME, 3 * sensors],
-        }
-        rates = {"emg": self.emg_rate_hz, "acc": self.imu_rate_hz, "gyro": self.imu_rate_hz}
+        """The static part of each stream's header entry, in payload order (the layout's modalities)."""
         return [
             {
-                "modality": modality,
-                "rate": rate_to_string(rates[modality]),
+                "modality": stream.modality,
+                "rate": rate_to_string(stream.rate_hz),
                 "dtype": WIRE_DTYPE,
-                "shape": shapes[modality],
-                "channels": list(channel_names(modality, self.sensor_names)),
+                "shape": [stream.samples_per_frame, len(stream.channels)],
+                "channels": list(stream.channels),
             }
-            for modality in MODALITIES
+            for stream in self.layout.streams
         ]
 
 
@@ -240,7 +244,8 @@ class FrameDecoder:
         payload_length = len(payload)
         expected = self.expected
         if len(streams) != len(expected):
-            raise ProtocolError(f"{what}: {len(streams)} streams; expected {len(expected)} ({', '.join(expected)})")
+            raise ProtocolError(f"{what}: {len(streams)} streams; the configured layout has {len(expected)} "
+                                f"({self.spec.layout.describe()})")
         arrays: dict[str, np.ndarray] = {}
         first_indices: dict[str, int] = {}
         for stream in streams:
@@ -260,7 +265,8 @@ class FrameDecoder:
             if shape != description["shape"]:
                 raise ProtocolError(f"{where}: shape {shape!r}; expected {description['shape']}")
             if _field(stream, "channels", where) != description["channels"]:
-                raise ProtocolError(f"{where}: channel names differ from the configured sensors {self.spec.sensor_names}")
+                raise ProtocolError(f"{where}: channel names differ from the configured layout "
+                                    f"({self.spec.layout.describe()}; sensors {', '.join(self.spec.sensor_names)})")
             offset = _int(stream, "offset", where)
             count = shape[0] * shape[1]
             if offset + 4 * count > payload_length:
@@ -271,12 +277,17 @@ class FrameDecoder:
         described = sum(array.nbytes for array in arrays.values())
         if payload_length != described:
             raise ProtocolError(f"frame payload: {payload_length} bytes; the header describes {described}")
-        if first_indices["acc"] != first_indices["gyro"]:
+        imu_first = {first_indices[name] for name in ("acc", "gyro") if name in first_indices}
+        if len(imu_first) > 1:
             raise ProtocolError(f"{what}: acc and gyro first_index differ ({first_indices['acc']} vs {first_indices['gyro']})")
         for modality, array in arrays.items():
             if np.isinf(array).any():
                 raise ProtocolError(f"frame {modality}: infinite sample values (NaN marks a dropout; inf is never valid)")
-        frame = Frame(sequence=sequence, emg_first_index=first_indices["emg"], imu_first_index=first_indices["acc"],
+        layout = self.spec.layout
+        for modality in ("acc", "gyro"):
+            if modality not in arrays:
+                arrays[modality] = absent(layout.imu_samples_per_frame)
+        frame = Frame(sequence=sequence, emg_first_index=first_indices["emg"], imu_first_index=min(imu_first, default=0),
                       emg=arrays["emg"], acc=arrays["acc"], gyro=arrays["gyro"])
         return FrameHeader(sequence, session, published_wall), frame
 

@@ -41,7 +41,7 @@ def test_synthetic_frames_are_contiguous_valid_and_annotated():
     source = SyntheticSource(synthetic_config(rest_s=[1.0, 1.5]), realtime=False)
     frames = take(source, 1500)  # 20 s
     for number, frame in enumerate(frames):
-        frame.validate()
+        frame.validate(synthetic_config(rest_s=[1.0, 1.5]).layout)
         assert (frame.emg_first_index, frame.imu_first_index) == (15 * number, 2 * number)
     emitted_end = 15 * len(frames)
     assert 5 <= len(source.annotations) <= 9

@@ -76,7 +76,7 @@ def test_source_converts_to_pipeline_units_and_orders_sensors_by_slot_list():
     # The accelerometer passes through unchanged (g on the wire and here): it identifies the frame.
     truth_by_acc = {frame.acc.tobytes(): frame for _, frame in zip(range(400), deterministic_frames(3))}
     for index, frame in enumerate(frames):
-        frame.validate()
+        frame.validate(source.layout)
         assert (frame.sequence, frame.emg_first_index, frame.imu_first_index) == (index, 15 * index, 2 * index)
         truth = truth_by_acc[frame.acc.tobytes()]
         np.testing.assert_allclose(frame.emg, truth.emg, rtol=1e-6)  # volts on the wire, mV here

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from stream.config import Config
 from stream.wire.frames import Frame
+from stream.wire.layout import Layout
 from stream.wire.protocol import (
     SCHEMA_VERSION,
     FrameEncoder,
@@ -125,7 +126,7 @@ def test_truncated_payload_and_wrong_part_counts_are_refused():
 
 
 def test_a_frame_for_other_sensors_is_refused():
-    other = FrameSpec(("a", "b"), SPEC.emg_rate_hz, SPEC.imu_rate_hz)
+    other = FrameSpec(Layout(("a", "b"), ("a", "b"), ("emg", "acc", "gyro"), SPEC.emg_rate_hz, SPEC.imu_rate_hz))
     frame = make_frame()
     frame = Frame(0, 0, 0, frame.emg[:, :2].copy(), frame.acc[:, :6].copy(), frame.gyro[:, :6].copy())
     with pytest.raises(ProtocolError, match="shape"):

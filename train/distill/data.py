@@ -182,7 +182,8 @@ def build_window_set(dataset, entries, config, plan: WindowPlan, progress_every:
         log.warning("skipped recordings: %s", skipped)
     if not spans:
         raise TrainingDataError(f"no usable recordings among {len(entries)} (skipped: {skipped})")
-    channels = {"emg": block.emg.shape[1], "acc": block.acc.shape[1], "gyro": block.gyro.shape[1]}
+    # One model input (and one teacher) per modality the layout has: absent ones have no columns.
+    channels = {name: getattr(block, name).shape[1] for name in MODALITIES if getattr(block, name).shape[1]}
     return WindowSet(np.stack(spans), np.array(anchors), np.array(lowest), np.array(highest), np.array(labels),
                      np.array(ids), np.array(padded), channels, plan.window_samples)
 
@@ -204,7 +205,7 @@ def load_window_set(dataset, entries, config, plan: WindowPlan, cache_dir: Path 
     if path.exists():
         with np.load(path, allow_pickle=False) as archive:
             log.info("windows from cache %s", path)
-            channels = dict(zip(MODALITIES, (int(count) for count in archive["channels"])))
+            channels = {name: int(count) for name, count in zip(MODALITIES, archive["channels"]) if count}
             return WindowSet(archive["spans"], archive["anchor"], archive["lowest_end"], archive["highest_end"],
                              archive["labels"], archive["ids"], archive["padded"], channels, plan.window_samples)
     windows = build_window_set(dataset, entries, config, plan)
@@ -212,7 +213,7 @@ def load_window_set(dataset, entries, config, plan: WindowPlan, cache_dir: Path 
     temporary = path.with_name(f".{path.name}.partial.npz")
     np.savez(temporary, spans=windows.spans, anchor=windows.anchor, lowest_end=windows.lowest_end,
              highest_end=windows.highest_end, labels=windows.labels, ids=windows.ids, padded=windows.padded,
-             channels=np.array([windows.channels[name] for name in MODALITIES]))
+             channels=np.array([windows.channels.get(name, 0) for name in MODALITIES]))
     temporary.replace(path)
     return windows
 

@@ -97,7 +97,7 @@ def check_frame(parts: list) -> str:
         header, frame = decode_frame(parts, SPEC)
     except ProtocolError:
         return REFUSED
-    frame.validate()  # shapes and dtypes a consumer can index without checking
+    frame.validate(SPEC.layout)  # shapes and dtypes a consumer can index without checking
     assert frame.emg.shape == (15, 6) and frame.acc.shape == (2, 18) and frame.gyro.shape == (2, 18)
     for array in (frame.emg, frame.acc, frame.gyro):
         assert array.dtype == np.float32 and array.flags.writeable and not np.isinf(array).any()
