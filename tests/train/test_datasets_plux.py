@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -179,3 +180,62 @@ def test_margin_and_errors():
     with pytest.raises(ValueError, match="whole ADC counts"):
         saturated_samples([0.5, 2.0], 12)
     assert saturated_samples(np.array([0.0, 7.0, 4095.0]), 12).tolist() == [True, False, True]
+
+
+# --- into our recording format (train.datasets.plux.to_recording, write_plux_recordings) ----------
+
+def test_to_recording_clipped_samples_become_nan_gaps_and_lost_samples_nan_rows(tmp_path):
+    from stream.recording import ALL_SENSORS, Gap
+    from train.datasets.plux import to_recording
+
+    counts = np.full(100, 32768)
+    counts[[10, 11, 60]] = [65535, 65530, 3]  # two runs of clipped samples (margin 32 counts at 16 bits)
+    sequence = np.concatenate([np.arange(50), np.arange(55, 105)])  # 5 samples lost after row 50
+    recording = to_recording(read_plux(write_opensignals(tmp_path / "a.h5", counts, sequence=sequence)))
+    assert recording.emg.shape == (105, 1) and recording.emg.dtype == np.float32
+    nan_rows = np.flatnonzero(np.isnan(recording.emg[:, 0])).tolist()
+    assert nan_rows == [10, 11, 50, 51, 52, 53, 54, 65]  # row 60 of the file is index 65 after the loss
+    assert recording.gaps == [Gap(0, 10, 12, 0, 0), Gap(ALL_SENSORS, 50, 55, 2, 2), Gap(0, 65, 66, 3, 3)]
+    assert recording.metadata["flagged"]["saturated_samples"] == 3 and recording.metadata["flagged"]["lost_samples"] == 5
+    assert recording.layout.signature()["sensor_names"] == ["emg"] and recording.imu_rate_hz == 50
+
+
+def test_to_recording_refuses_what_the_plux_layout_cannot_hold(tmp_path):
+    from train.datasets.plux import to_recording
+
+    recording = read_plux(write_opensignals(tmp_path / "a.h5", np.full(100, 30000)))
+    two = dataclasses.replace(recording, channel_names=("channel_1", "channel_2"), channel_labels=("a", "b"),
+                              counts=np.repeat(recording.counts, 2, axis=1),
+                              signal_mv=np.repeat(recording.signal_mv, 2, axis=1),
+                              saturated=np.repeat(recording.saturated, 2, axis=1))
+    with pytest.raises(PluxFileError, match="2 EMG channels.*pass channel="):
+        to_recording(two)
+    assert to_recording(two, channel=1).metadata["channel"] == "channel_2"
+    with pytest.raises(PluxFileError, match="channel 2 does not exist"):
+        to_recording(two, channel=2)
+    odd = read_plux(write_opensignals(tmp_path / "b.h5", np.full(100, 30000), rate=1025))
+    with pytest.raises(PluxFileError, match="1025 Hz is not a whole number of samples"):
+        to_recording(odd)
+
+
+def test_write_plux_recordings_round_trip_and_refuses_the_source_folder(tmp_path):
+    from stream.recording import read_recording
+    from train.datasets.plux import to_recording, write_plux_recordings
+
+    source = tmp_path / "plux"
+    source.mkdir()
+    counts = np.full(200, 32768)
+    counts[5] = 0
+    write_opensignals(source / "b.h5", counts)
+    write_opensignals(source / "a.h5", np.full(100, 30000))
+    paths = write_plux_recordings(source, tmp_path / "out")
+    assert [path.name for path in paths] == ["a.h5", "b.h5"]
+    back = read_recording(paths[1])
+    expected = to_recording(read_plux(source / "b.h5"))
+    np.testing.assert_array_equal(back.emg, expected.emg)  # NaN where clipped, in both
+    assert back.gaps == expected.gaps and back.metadata == expected.metadata and back.emg_unit == "mV"
+    assert back.acc.shape[1] == back.gyro.shape[1] == 0
+    with pytest.raises(PluxFileError, match="is the source folder"):
+        write_plux_recordings(source, source)
+    with pytest.raises(PluxFileError, match="no .h5 files"):
+        write_plux_recordings(tmp_path / "out" / "empty", tmp_path / "elsewhere")

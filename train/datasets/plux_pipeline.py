@@ -30,7 +30,6 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +59,14 @@ OVERRIDE_REASONS = {
                    "fluctuation of a real envelope",
     "hold_off_s": "the reference merges bursts closer than 0.25 s (min_off_s, Bonato et al.'s time threshold); "
                   "0.1 s splits a contraction at every brief dip",
+}
+
+# What the report runs: the defaults, the overrides, and the overrides with the default max_sign_s
+# (what cutting a 3 s contraction at 1.9 s does, on its own).
+CONFIGURATIONS = {
+    "defaults": {},
+    "overrides": CONTRACTION_OVERRIDES,
+    "overrides_but_max_sign_s_1.9": {**CONTRACTION_OVERRIDES, "max_sign_s": 1.9},
 }
 
 
@@ -136,7 +143,6 @@ def run_segmenter(streamed: Streamed, config) -> Segmentation:
 
     segmenter = Segmenter(config)
     floor = config.segmentation.emg_floor
-    state = segmenter.state
     ratio = np.full(len(streamed.valid), np.nan)
     active = np.zeros(len(streamed.valid), dtype=bool)
     segments = []
@@ -167,9 +173,11 @@ def runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
-def match(segments_s: list, contractions_s: list) -> dict:
-    """Segments against reference contractions, both ``(start_s, end_s)``; overlap is a match."""
+def match(segments_s: list, contractions_s: list, flagged: list | None = None) -> dict:
+    """Segments against reference contractions, both ``(start_s, end_s)``; overlap is a match.
+    ``flagged``: per contraction, whether it holds flagged (saturated) samples."""
     covered = [False] * len(contractions_s)
+    flagged = [False] * len(contractions_s) if flagged is None else list(flagged)
     in_rest = split = merged = 0
     onsets, coverage = [], []
     for segment in segments_s:
@@ -192,7 +200,9 @@ def match(segments_s: list, contractions_s: list) -> dict:
             "misses": len(contractions_s) - hits, "segments_in_rest": in_rest, "split": split,
             "extra_segments": in_rest + split, "segments_over_two_contractions": merged,
             "onset_delay_s_median": round(float(np.median(onsets)), 3) if onsets else None,
-            "coverage_median": round(float(np.median(coverage)), 3) if coverage else None}
+            "coverage_median": round(float(np.median(coverage)), 3) if coverage else None,
+            "hits_without_flagged_samples": sum(hit and not mark for hit, mark in zip(covered, flagged)),
+            "hits_with_flagged_samples": sum(hit and mark for hit, mark in zip(covered, flagged))}
 
 
 def artefact_effect(artefacts_s: list, segments_s: list, active_s: list, segments_too_short: int) -> dict:
@@ -209,10 +219,10 @@ def _seconds(pairs, rate) -> list[list[float]]:
 
 
 def analyse_file(path, configurations: dict[str, dict] | None = None) -> tuple[dict, dict]:
-    """Figures for one PLUX file (``configurations``: name -> [segmentation] overrides; default:
-    the profile's defaults and ``CONTRACTION_OVERRIDES``), and the arrays the plot needs."""
+    """Figures for one PLUX file (``configurations``: name -> [segmentation] overrides, by default
+    ``CONFIGURATIONS``), and the arrays the plot needs."""
     path = Path(path)
-    configurations = configurations or {"defaults": {}, "overrides": CONTRACTION_OVERRIDES}
+    configurations = configurations or CONFIGURATIONS
     plux = read_plux(path)
     recording = to_recording(plux)
     detection = detect_plux_contractions(plux)
@@ -232,12 +242,12 @@ def analyse_file(path, configurations: dict[str, dict] | None = None) -> tuple[d
         "streaming_equals_batch": streaming_equals_batch(recording, base, streamed),
         "reference": {"contractions": [list(pair) for pair in contractions_s],
                       "artefacts": [list(pair) for pair in artefacts_s],
-                      "durations_s": [round(end - start, 2) for start, end in contractions_s]},
+                      "durations_s": [round(end - start, 2) for start, end in contractions_s],
+                      "with_flagged_samples": sum(count > 0 for count in detection.saturated_in)},
     }
     arrays = {"streamed": streamed, "model_rate": model_rate, "contractions_s": contractions_s,
               "artefacts_s": artefacts_s, "emg_rate": emg_rate,
-              "flagged_s": [start / emg_rate for start, _ in (
-                  (gap.emg_start, gap.emg_end) for gap in recording.gaps)], "runs": {}}
+              "flagged_s": [gap.emg_start / emg_rate for gap in recording.gaps], "runs": {}}
     for name, overrides in configurations.items():
         config = plux_config(overrides)
         result = run_segmenter(streamed, config)
@@ -247,7 +257,7 @@ def analyse_file(path, configurations: dict[str, dict] | None = None) -> tuple[d
         figures[name] = {
             "segments": [[start, end, segment.forced] for (start, end), segment in zip(segments_s, result.segments)],
             "counters": result.counters,
-            "match": match(segments_s, contractions_s),
+            "match": match(segments_s, contractions_s, [count > 0 for count in detection.saturated_in]),
             "artefact_spikes": artefact_effect(artefacts_s, segments_s, active_s, result.counters["segments_too_short"]),
             "contractions_longer_than_max_sign_s": sum(end - start > config.segmentation.max_sign_s
                                                        for start, end in contractions_s),
@@ -272,10 +282,74 @@ def analyse_folder(folder, plots: Path | None = None) -> dict:
         figures, arrays = analyse_file(folder / name)
         summary["files"][Path(name).stem] = figures
         if plots is not None:
-            from train.datasets.plux_plots import plot_file
-
             summary["files"][Path(name).stem]["plot"] = str(plot_file(figures, arrays, Path(plots)))
     return summary
+
+
+def plot_file(figures: dict, arrays: dict, out_dir: Path) -> Path:
+    """One PNG: our DSP's envelope with flagged and invalid samples; per configuration the segmenter's
+    energy ratio against its on/off thresholds, with our segments (lower half, blue; forced: orange)
+    and the reference contractions (upper half, green) shaded; artefact spikes red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    streamed, rate = arrays["streamed"], arrays["model_rate"]
+    time = (streamed.first_index + np.arange(len(streamed.envelope))) / rate
+    names = list(arrays["runs"])
+    figure, axes = plt.subplots(1 + len(names), 1, figsize=(18, 3.2 * (1 + len(names))), sharex=True)
+    top = axes[0]
+    top.semilogy(time, np.maximum(streamed.envelope, 1e-4), lw=0.6, color="0.2", label="envelope (our DSP, 50 Hz)")
+    invalid = ~streamed.valid
+    low = max(1e-3, float(np.percentile(np.maximum(streamed.envelope, 1e-4), 0.5)) / 2)
+    top.plot(time[invalid], np.full(int(invalid.sum()), low), "|", color="tab:red", ms=8,
+             label=f"invalid model samples: {int(invalid.sum())}")
+    flagged = np.asarray(arrays["flagged_s"])
+    high = float(np.max(streamed.envelope)) * 1.5 if len(streamed.envelope) else 1.0
+    top.plot(flagged, np.full(len(flagged), high), "v", color="magenta", ms=5,
+             label=f"flagged runs (gaps): {len(flagged)}")
+    top.set_ylabel("rectified sEMG\n(model units)")
+    panels = [(axis, name) for axis, name in zip(axes[1:], names)]
+    for axis in axes:
+        for number, (start, end) in enumerate(arrays["contractions_s"]):
+            axis.axvspan(start, end, ymin=0.5, ymax=1.0, color="tab:green", alpha=0.25, lw=0,
+                         label="reference contraction" if number == 0 else None)
+        for number, (start, end) in enumerate(arrays["artefacts_s"]):
+            axis.axvspan(start, end, color="tab:red", alpha=0.3, lw=0, label="reference artefact" if number == 0 else None)
+    for axis, name in panels:
+        result, segments_s = arrays["runs"][name]
+        axis.semilogy(time, np.maximum(result.ratio, 0.1), lw=0.6, color="tab:blue", label="energy ratio")
+        axis.axhline(result.on_threshold, color="tab:red", ls="--", lw=1, label=f"on {result.on_threshold:g}")
+        axis.axhline(result.off_threshold, color="tab:orange", lw=1, label=f"off {result.off_threshold:g}")
+        forced_seen = plain_seen = False
+        for (start, end), segment in zip(segments_s, result.segments):
+            label = None
+            if segment.forced and not forced_seen:
+                label, forced_seen = "our segment (forced at max_sign_s)", True
+            elif not segment.forced and not plain_seen:
+                label, plain_seen = "our segment", True
+            axis.axvspan(start, end, ymin=0.0, ymax=0.5, color="tab:orange" if segment.forced else "tab:blue",
+                         alpha=0.35, lw=0, label=label)
+        found = figures[name]["match"]
+        counters = figures[name]["counters"]
+        axis.set_title(f"{name}: {found['segments']} segments, {found['hits']}/{found['reference']} contractions hit, "
+                       f"{found['segments_in_rest']} in rest, {found['split']} split; dropped invalid "
+                       f"{counters['segments_dropped_invalid']}, forced {counters['segments_forced']}, too short "
+                       f"{counters['segments_too_short']}", fontsize=10, loc="left")
+        axis.set_ylabel("level / rest")
+        axis.legend(loc="upper right", fontsize=7, ncol=3)
+    top.legend(loc="upper right", fontsize=7, ncol=3)
+    top.set_title(f"{figures['file']}: {figures['muscle']}, {figures['device']} {figures['resolution_bits']} bit - "
+                  f"{len(arrays['contractions_s'])} reference contractions, {len(arrays['artefacts_s'])} artefacts, "
+                  f"{figures['flagged']['saturated_samples']} saturated samples", fontsize=11, loc="left")
+    axes[-1].set_xlabel("s")
+    figure.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{Path(figures['file']).stem}.png"
+    figure.savefig(target, dpi=70)
+    plt.close(figure)
+    return target
 
 
 def main(argv=None) -> int:
