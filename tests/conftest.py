@@ -151,3 +151,15 @@ def zmq_context():
         yield context
     finally:
         context.destroy(linger=0)
+
+
+@pytest.fixture(scope="session")
+def real_samples():
+    """The lis-myo samples of ../shared/data (tests/real_data.py), read once per run; skips when absent."""
+    from real_data import LIS_MYO_ARCHIVE
+
+    if not LIS_MYO_ARCHIVE.is_file():
+        pytest.skip(f"real data absent: {LIS_MYO_ARCHIVE} not found")
+    from train.datasets.lis_myo import read_lis_myo
+
+    return read_lis_myo(LIS_MYO_ARCHIVE)

@@ -11,12 +11,12 @@ import threading
 import numpy as np
 
 from stream.config import load_config
-from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
 from stream.trigno.client import ClientSettings
 from stream.trigno.convert import encode_rows
 from stream.trigno.emulator import EmulatorPorts, TrignoEmulator
 from stream.trigno.frame_sources import deterministic_frames
 from stream.trigno.protocol import layout_for
+from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
 
 
 @contextlib.contextmanager

@@ -26,7 +26,6 @@ from stream.config.sections import (
     SinkConfig,
     WindowConfig,
 )
-
 from stream.wire.layout import PROFILES, profile_defaults
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "default.toml"

@@ -22,8 +22,8 @@ import zmq
 
 from stream.config.cli import build_parser, load_config_or_exit
 from stream.daemons.skeleton import Daemon, DaemonError, run_daemon
-from stream.wire.protocol import TOPIC_FRAME, FrameSpec, SequenceTracker, decode_frame, encode_prediction
 from stream.stages.recognizer import Recognizer, WallClockMap
+from stream.wire.protocol import TOPIC_FRAME, FrameSpec, SequenceTracker, decode_frame, encode_prediction
 
 TIMING_SAMPLES = 4096
 # Every counter stream-infer sends from its first status on, besides the stages' own

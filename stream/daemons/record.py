@@ -23,9 +23,9 @@ from pathlib import Path
 
 from stream.config.cli import build_parser, load_config_or_exit
 from stream.daemons.skeleton import Daemon, DaemonError, run_daemon
+from stream.recording.writer import DiskFullError
 from stream.wire.protocol import TOPIC_FRAME, TOPIC_TRUTH, FrameSpec, SequenceTracker, decode_frame, decode_truth
 from stream.wire.rates import sample_index_at
-from stream.recording.writer import DiskFullError
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from stream.daemons.skeleton import Daemon, DaemonError, run_daemon
 from stream.stages.events import EventBuilder
 from stream.wire.protocol import TOPIC_PREDICTION, SequenceTracker, decode_prediction, encode_event
 
-
 # Every counter stream-sink sends, from its first status message on (docs/protocol.md lists them).
 SINK_COUNTERS = (
     "predictions", "prediction_gaps", "predictions_missed", "predictions_out_of_order", "infer_restarts",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from stream.recording import Recording, RecordingError, RecordingFile
+from stream.recording import Recording, RecordingFile
 from stream.wire.rates import parse_rate
 
 INDEX_NAME = "index.json"

@@ -30,8 +30,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from stream.wire.rates import parse_rate
 from stream.recording.model import Annotation, Gap, Recording, RecordingError
+from stream.wire.rates import parse_rate
 
 FORMAT_NAME = "signstream-recordings"
 FORMAT_VERSION = 1

@@ -23,9 +23,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from stream.wire.frames import Frame
-from stream.wire.layout import MODALITIES, Layout
-from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ, parse_rate
 from stream.recording.hdf5 import (
     ANNOTATION_DTYPE,
     FORMAT_NAME,
@@ -41,6 +38,9 @@ from stream.recording.hdf5 import (
     write_layout_attributes,
 )
 from stream.recording.model import ALL_SENSORS, Annotation, Gap, RecordingError
+from stream.wire.frames import Frame
+from stream.wire.layout import MODALITIES, Layout
+from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ, parse_rate
 
 PARTIAL_SUFFIX = ".partial"
 # HDF5 in SWMR mode does not survive ENOSPC: a full disk crashed the writing process with SIGSEGV

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import time
 
-from stream.wire.frames import Frame
 from stream.recording import Annotation, Recording, read_recording
+from stream.wire.frames import Frame
 
 LATE_RESET_S = 0.5
 

@@ -19,14 +19,14 @@ from collections import deque
 
 import numpy as np
 
-from stream.wire.frames import Frame
-from stream.wire.rates import EMG_RATE_HZ, EMG_SAMPLES_PER_FRAME, FRAME_PERIOD_S, IMU_RATE_HZ, IMU_SAMPLES_PER_FRAME
 from stream.recording import Annotation, Gap
 from stream.synth.performance import plan_fidget, plan_sign
 from stream.synth.render import StreamState, render
 from stream.synth.session import SENSOR_NAMES, session_annotations
 from stream.synth.signer import make_signer
 from stream.synth.vocabulary import LABELS
+from stream.wire.frames import Frame
+from stream.wire.rates import EMG_RATE_HZ, EMG_SAMPLES_PER_FRAME, FRAME_PERIOD_S, IMU_RATE_HZ, IMU_SAMPLES_PER_FRAME
 
 log = logging.getLogger("stream.sources.synthetic")
 FRAME_S = float(FRAME_PERIOD_S)

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.wire.frames import Frame, absent
-from stream.wire.rates import FRAME_PERIOD_S
 from stream.trigno.client import ClientSettings, TrignoClient, TrignoConnectionError
 from stream.trigno.convert import RowDecoder
 from stream.trigno.protocol import layout_for
+from stream.wire.frames import Frame, absent
+from stream.wire.rates import FRAME_PERIOD_S
 
 log = logging.getLogger("stream.sources.trigno")
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from stream.dsp.preprocess import Preprocessor
 from stream.dsp.windows import WindowAssembler
-from stream.wire.rates import rate_to_string
 from stream.stages.segmenter import Segment, Segmenter
+from stream.wire.rates import rate_to_string
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ A stage with no sockets: ``Segmenter.process(block)`` takes the Preprocessor's a
 blocks and returns the segments that ended in them. stream-infer and ``stream.tools.evaluate`` call the
 same object.
 
-Per model-rate sample (13.5 ms):
+Per model-rate sample (13.5 ms at the default 2000/27 Hz; 20 ms for the myo and plux profiles):
 
 - sEMG energy: the mean over sensors of the normalised envelope; IMU motion: the mean over sensors of
   the gyroscope magnitude. Both are smoothed by a one-pole low-pass (``smoothing_s``).

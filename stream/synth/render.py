@@ -20,11 +20,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from stream.wire.rates import EMG_RATE_HZ, EMG_SAMPLES_PER_FRAME, IMU_RATE_HZ, IMU_SAMPLES_PER_FRAME
 from stream.recording import Gap
 from stream.synth.body import imu_signals
 from stream.synth.performance import SignEvent, perform, upper_arm_activation
 from stream.synth.signer import SENSOR_COUNT, SignerProfile
+from stream.wire.rates import EMG_RATE_HZ, EMG_SAMPLES_PER_FRAME, IMU_RATE_HZ, IMU_SAMPLES_PER_FRAME
 
 MAINS_HZ = 50.0
 

@@ -107,7 +107,7 @@ def _wait_status(socket: zmq.Socket, daemon: str, timeout_s: float, pid: int | N
 
 def run() -> dict:
     from stream.config import load_config
-    from stream.tools.demo import free_port, write_demo_config
+    from stream.tools.demo import write_demo_config
 
     seconds = float(os.environ.get("SIGNSTREAM_BENCH_PIPELINE_S", DEFAULT_SECONDS))
     base = load_config(os.environ.get("SIGNSTREAM_BENCH_CONFIG"))  # default: the shipped config and model

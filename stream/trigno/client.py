@@ -21,12 +21,21 @@ from fractions import Fraction
 
 import numpy as np
 
-from stream.wire.rates import FRAME_PERIOD_S, samples_per_frame
 from stream.trigno.convert import AXES, SlotMapping
 from stream.trigno.protocol import (
-    DataLayout, MessageSplitter, TrignoProtocolError, check_reply, encode_command, exact_rate, parse_banner,
-    parse_float, parse_int, parse_yes_no, unit_factor,
+    DataLayout,
+    MessageSplitter,
+    TrignoProtocolError,
+    check_reply,
+    encode_command,
+    exact_rate,
+    parse_banner,
+    parse_float,
+    parse_int,
+    parse_yes_no,
+    unit_factor,
 )
+from stream.wire.rates import FRAME_PERIOD_S, samples_per_frame
 
 log = logging.getLogger("stream.trigno.client")
 

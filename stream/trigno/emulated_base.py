@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from stream.wire.rates import FRAME_PERIOD_S
 from stream.trigno.protocol import CANNOT_COMPLETE, INVALID_COMMAND, PROTOCOL_VERSION, SLOT_COUNT, format_rate
+from stream.wire.rates import FRAME_PERIOD_S
 
 OK = "OK"
 EMG_SAMPLES_BY_MODE = {  # (backwards compatibility, upsampling) -> EMG samples per frame

@@ -26,14 +26,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.wire.frames import Frame
-from stream.wire.rates import FRAME_PERIOD_S
 from stream.trigno.convert import encode_rows
 from stream.trigno.emulated_base import EmulatedBase
 from stream.trigno.protocol import (
-    AUX_PORT, BANNER_PREFIX, COMMAND_PORT, EMG_PORT, IMU_LAYOUT, INVALID_COMMAND, LEGACY_AUX_PORT,
-    LEGACY_EMG_PORT, LEGACY_LAYOUT, MAX_REPLY_BYTES, PROTOCOL_VERSION, TERMINATOR,
+    AUX_PORT,
+    BANNER_PREFIX,
+    COMMAND_PORT,
+    EMG_PORT,
+    IMU_LAYOUT,
+    INVALID_COMMAND,
+    LEGACY_AUX_PORT,
+    LEGACY_EMG_PORT,
+    LEGACY_LAYOUT,
+    MAX_REPLY_BYTES,
+    PROTOCOL_VERSION,
+    TERMINATOR,
 )
+from stream.wire.frames import Frame
+from stream.wire.rates import FRAME_PERIOD_S
 
 log = logging.getLogger("stream.trigno.emulator")
 DATA_PORT_KINDS = ("legacy_emg", "legacy_aux", "emg", "aux")

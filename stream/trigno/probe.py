@@ -14,7 +14,14 @@ import sys
 
 from stream.config.cli import build_parser, load_config_or_exit
 from stream.sources.trigno import settings_from_config
-from stream.trigno.client import CommandSession, TrignoConnectionError, TrignoSetupError, check_setup, configure, describe_base
+from stream.trigno.client import (
+    CommandSession,
+    TrignoConnectionError,
+    TrignoSetupError,
+    check_setup,
+    configure,
+    describe_base,
+)
 from stream.trigno.protocol import TrignoProtocolError
 
 

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from stream.config import Config, ConfigError, config_from_dict, config_hash, load_config, DEFAULT_CONFIG_PATH
+from stream.config import DEFAULT_CONFIG_PATH, Config, ConfigError, config_from_dict, config_hash, load_config
 from stream.wire.rates import parse_rate, sample_index_at, sample_time_s, samples_per_frame
 
 

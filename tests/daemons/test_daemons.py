@@ -8,11 +8,11 @@ import math
 import time
 
 import msgpack
-import pytest
 import zmq
 
-from daemon_helpers import receive_until, stop_and_time, subscriber, wait_for_status, write_config
 from stream.wire.protocol import decode_event, encode_prediction
+
+from daemon_helpers import receive_until, stop_and_time, subscriber, wait_for_status, write_config
 
 PYTHON_MODULE = "-m"
 
@@ -92,9 +92,10 @@ def test_daemon_with_an_endpoint_in_use_exits_1_with_one_line(processes, zmq_con
 def test_infer_predicts_signs_and_survives_bad_frames_gaps_and_a_restarted_acquire(processes, zmq_context, tmp_path):
     import numpy as np
 
-    from daemon_helpers import synthetic_frames, tiny_model_card
     from stream.config import Config
     from stream.wire.protocol import FrameEncoder, FrameSpec, decode_prediction
+
+    from daemon_helpers import synthetic_frames, tiny_model_card
 
     card = tiny_model_card(tmp_path / "model")
     config, endpoints = write_config(tmp_path, card=card)

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,10 +21,11 @@ import numpy as np
 import pytest
 import zmq
 
-from daemon_helpers import drain, subscriber, synthetic_frames, tiny_model_card, write_config
 from stream.config import Config
-from stream.wire.protocol import FrameEncoder, FrameSpec, decode_event, decode_frame, decode_prediction, decode_truth
 from stream.recording import read_recording
+from stream.wire.protocol import FrameEncoder, FrameSpec, decode_event, decode_frame, decode_prediction, decode_truth
+
+from daemon_helpers import drain, subscriber, synthetic_frames, tiny_model_card, write_config
 
 pytestmark = pytest.mark.timeout(180)
 SPEC = FrameSpec.from_config(Config())

@@ -7,10 +7,11 @@ import time
 import numpy as np
 import zmq
 
-from daemon_helpers import synthetic_frames, write_config
 from stream.config import Config
-from stream.wire.protocol import FrameEncoder, FrameSpec, encode_truth
 from stream.recording import read_recording
+from stream.wire.protocol import FrameEncoder, FrameSpec, encode_truth
+
+from daemon_helpers import synthetic_frames, write_config
 
 
 def wait_for_line(process, text: str, timeout_s: float = 15.0) -> list[str]:

@@ -10,9 +10,10 @@ import pytest
 import zmq
 import zmq.auth
 
-from daemon_helpers import receive_until, status_of, stop_and_time, write_config
 from stream.config import Config
 from stream.wire.protocol import decode_event, encode_event, encode_prediction
+
+from daemon_helpers import receive_until, status_of, stop_and_time, write_config
 
 
 def test_every_default_endpoint_is_loopback():

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.wire.frames import Frame
 from stream.recording import ALL_SENSORS, PARTIAL_SUFFIX, Gap, RecordingError, RecordingWriter, read_recording
+from stream.wire.frames import Frame
 
 SENSORS = ("s1", "s2")
 

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from stream.stages.classifier import Classifier, ModelError
 from stream.config import config_from_dict
+from stream.stages.classifier import Classifier, ModelError
 from stream.stages.model_card import ModelCardError, load_model_card
 
 TINY_CHANNELS = {"emg": 2, "acc": 3, "gyro": 5}

@@ -93,9 +93,9 @@ def test_the_shipped_card_matches_the_code_and_its_files():
     import numpy as np
 
     from models import STUDENT_DIR
-    from stream.stages.classifier import Classifier
     from stream.config import load_config
     from stream.dsp.preprocess import preprocessing_hash
+    from stream.stages.classifier import Classifier
 
     card = load_model_card(STUDENT_DIR / "model_card.json")
     config = load_config(None)

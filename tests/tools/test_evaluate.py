@@ -53,12 +53,13 @@ def small_dataset(tmp_path_factory):
 
 
 def test_batch_preprocessing_gives_the_same_events_as_frame_by_frame_streaming(small_dataset, tmp_path):
-    from daemon_helpers import tiny_model_card
+    from stream.recording.dataset import open_dataset
     from stream.stages.classifier import Classifier
     from stream.stages.events import EventBuilder
     from stream.stages.recognizer import Recognizer
     from stream.tools.evaluate import run_session
-    from stream.recording.dataset import open_dataset
+
+    from daemon_helpers import tiny_model_card
 
     card = tiny_model_card(tmp_path / "model")
     # Every prediction becomes an event (the tiny model is untrained): this compares the plumbing.
@@ -98,9 +99,10 @@ def test_cli_prints_one_json_object_and_refuses_a_directory_without_a_dataset(sm
 
 
 def test_a_sign_right_after_the_stream_starts_is_classified_on_a_padded_window(tmp_path):
-    from daemon_helpers import synthetic_frames, tiny_model_card
     from stream.stages.classifier import Classifier
     from stream.stages.recognizer import Recognizer
+
+    from daemon_helpers import synthetic_frames, tiny_model_card
 
     card = tiny_model_card(tmp_path / "model")
     config = config_from_dict({"model": {"card": str(card)}, "segmentation": {"warmup_s": 0.5}})

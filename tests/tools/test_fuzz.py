@@ -19,10 +19,10 @@ from stream.tools.fuzz import (
     run_target,
     valid_frame_message,
 )
-from stream.wire.protocol import ProtocolError, decode_frame
 from stream.trigno.client import TrignoSetupError, check_setup, describe_base
 from stream.trigno.emulated_base import EmulatedBase
 from stream.trigno.protocol import TrignoProtocolError, exact_rate, parse_float
+from stream.wire.protocol import ProtocolError, decode_frame
 
 DEFAULT_EXAMPLES = 300
 SLOW_EXAMPLES = 10_000

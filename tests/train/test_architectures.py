@@ -8,9 +8,16 @@ import pytest
 tf_keras = pytest.importorskip("tf_keras")
 
 from models.architectures import (  # noqa: E402
-    STUDENT_BRANCH, TEACHER_BRANCH, BranchSpec, InputSpec, build_student, build_teacher, ensemble_inference_model,
+    STUDENT_BRANCH,
+    TEACHER_BRANCH,
+    BranchSpec,
+    InputSpec,
+    build_student,
+    build_teacher,
+    ensemble_inference_model,
     inference_model,
-    parameter_table, trainable_parameters,
+    parameter_table,
+    trainable_parameters,
 )
 
 TINY = InputSpec(window_samples=18, channels={"emg": 2, "acc": 3, "gyro": 3}, classes=4)

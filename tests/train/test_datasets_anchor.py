@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,9 +20,8 @@ from train.datasets.anchor import (
     time_split,
 )
 
-ARCHIVE = Path(__file__).resolve().parents[3] / "shared" / "data" / "lis-myo" / "Dataset.tar.xz"
-needs_data = pytest.mark.skipif(not ARCHIVE.is_file(), reason=f"real data absent: {ARCHIVE} not found "
-                                "(a fresh clone has no ../shared/data)")
+from real_data import LIS_MYO_ARCHIVE as ARCHIVE
+from real_data import needs_lis_myo as needs_data
 
 
 def test_features_by_quarter():
@@ -61,15 +59,6 @@ def test_splits():
     samples = [Sample("A", minute) for minute in (5, 1, 9, 3, 7, 2, 8, 4, 6, 0)]
     train, test = time_split(samples)
     assert sorted(samples[index].timestamp.minute for index in test) == [7, 8, 9]
-
-
-@pytest.fixture(scope="module")
-def real_samples():
-    if not ARCHIVE.is_file():
-        pytest.skip(f"real data absent: {ARCHIVE} not found")
-    from train.datasets.lis_myo import read_lis_myo
-
-    return read_lis_myo(ARCHIVE)
 
 
 @needs_data

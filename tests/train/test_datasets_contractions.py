@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -16,9 +14,9 @@ from train.datasets.contractions import (
 )
 
 RATE = 1000
-PLUX = Path(__file__).resolve().parents[3] / "shared" / "data" / "plux-emg"
-needs_data = pytest.mark.skipif(not (PLUX / "emg_fatigue.h5").is_file(),
-                                reason=f"real data absent: {PLUX} not found (a fresh clone has no ../shared/data)")
+from real_data import PLUX
+from real_data import needs_plux as needs_data
+
 # A centred 0.2 s moving RMS sees a strong burst up to 0.1 s before it starts and after it ends.
 EDGE_TOLERANCE_S = 0.12
 

@@ -20,10 +20,9 @@ from train.datasets.lis_myo import (
     sessions_per_letter,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # next to the project root
-ARCHIVE = DATA / "lis-myo" / "Dataset.tar.xz"
-needs_data = pytest.mark.skipif(not ARCHIVE.is_file(), reason=f"real data absent: {ARCHIVE} not found "
-                                "(a fresh clone has no ../shared/data; see its README for the data set's terms)")
+from real_data import LIS_MYO_ARCHIVE as ARCHIVE
+from real_data import SHARED_DATA as DATA
+from real_data import needs_lis_myo as needs_data
 
 
 def record(seed: int = 0, stamp: str = "26/06/20/22:21:34", distinct: int = 300) -> dict:
@@ -60,13 +59,6 @@ def write_tree(root: Path, letters="AB", per_letter=2) -> Path:
 def test_data_folder_is_next_to_the_project():
     assert DATA == Path(__file__).resolve().parents[2].parent / "shared" / "data"
     assert (Path(__file__).resolve().parents[2] / "pyproject.toml").is_file()
-
-
-@pytest.fixture(scope="module")
-def real_samples():
-    if not ARCHIVE.is_file():
-        pytest.skip(f"real data absent: {ARCHIVE} not found")
-    return read_lis_myo(ARCHIVE)
 
 
 @needs_data

@@ -13,10 +13,8 @@ import pytest
 from train.datasets.plux import PluxFileError, counts_to_mv, read_plux, sequence_gaps
 from train.datasets.saturation import default_margin_counts, saturated_runs, saturated_samples
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-PLUX = DATA / "plux-emg"
-needs_data = pytest.mark.skipif(not (PLUX / "emg_fatigue.h5").is_file(),
-                                reason=f"real data absent: {PLUX} not found (a fresh clone has no ../shared/data)")
+from real_data import PLUX
+from real_data import needs_plux as needs_data
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ another platform.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,10 +23,9 @@ from train.datasets.plux_pipeline import (
     stream_preprocess,
 )
 
-PLUX = Path(__file__).resolve().parents[3] / "shared" / "data" / "plux-emg"
-FILES = ("emg_bursts", "emg_fatigue", "emg_1000_hz_16_bits_solo")
-needs_data = pytest.mark.skipif(not all((PLUX / f"{name}.h5").is_file() for name in FILES),
-                                reason=f"real data absent: {PLUX} not found (a fresh clone has no ../shared/data)")
+from real_data import PLUX
+from real_data import PLUX_FILES as FILES
+from real_data import needs_plux as needs_data
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from stream.recording import read_recording
-from train.delsys_csv import (DelsysCsvError, main, read_delsys_csv, read_delsys_export, snap_rate,
-                              to_recording)
+from train.delsys_csv import DelsysCsvError, main, read_delsys_csv, read_delsys_export, snap_rate, to_recording
 
 EMG_RATE, IMU_RATE = Fraction(34000, 27), Fraction(4000, 27)  # 1259.259 Hz and 148.148 Hz
 AXES = "XYZ"

@@ -10,7 +10,10 @@ import tensorflow as tf  # noqa: E402
 
 from models.architectures import BranchSpec, InputSpec, build_student, build_teacher  # noqa: E402
 from train.distill.distiller import (  # noqa: E402
-    Distiller, distillation_loss, soft_targets, teacher_weights,
+    Distiller,
+    distillation_loss,
+    soft_targets,
+    teacher_weights,
 )
 
 TINY = InputSpec(window_samples=18, channels={"emg": 2, "acc": 3}, classes=4)

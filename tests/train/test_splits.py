@@ -255,8 +255,8 @@ def test_guided_recordings_give_one_isolated_sign_per_annotation(small_dataset, 
     enough context that its window is what preprocessing the whole recording gives."""
     from stream.config import config_from_dict
     from stream.dsp.preprocess import Preprocessor
-    from stream.wire.rates import sample_index_at
     from stream.recording import write_recording
+    from stream.wire.rates import sample_index_at
     from train.dataset import index_directory
     from train.distill.data import build_window_set, plan_from_config
 

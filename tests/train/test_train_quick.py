@@ -13,8 +13,8 @@ import pytest
 from stream.config import config_from_dict
 from stream.dsp.preprocess import Preprocessor
 from stream.dsp.windows import extract_window
-from stream.wire.rates import sample_index_at
 from stream.recording.dataset import open_dataset
+from stream.wire.rates import sample_index_at
 from train.distill.data import TrainingDataError, build_window_set, check_balance, plan_from_config
 
 

@@ -12,10 +12,16 @@ import pytest
 
 from stream.sources.trigno import TrignoSource
 from stream.trigno.client import (
-    CommandSession, TrignoClient, TrignoConnectionError, TrignoSetupError, configure, describe_base,
+    CommandSession,
+    TrignoClient,
+    TrignoConnectionError,
+    TrignoSetupError,
+    configure,
+    describe_base,
 )
 from stream.trigno.frame_sources import deterministic_frames
 from stream.trigno.protocol import TrignoProtocolError
+
 from trigno_helpers import FakeServer, client_settings, config_for, expected_rows, locate, running_emulator
 
 pytestmark = pytest.mark.timeout(60)
@@ -260,9 +266,9 @@ def test_a_base_set_up_unlike_the_config_is_a_clear_setup_error_not_a_retry(prob
 
 
 def test_the_emulator_streams_a_recording_file(tmp_path):
-    from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
     from stream.recording import Recording, write_recording
     from stream.trigno.frame_sources import open_frame_source
+    from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
 
     originals = [frame for _, frame in zip(range(12), deterministic_frames(6, seed=9))]
     recording = Recording(

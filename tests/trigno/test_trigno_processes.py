@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
+
+from stream.config import load_config
+from stream.sources.trigno import TrignoSource
+from stream.wire.protocol import TOPIC_FRAME, FrameSpec, decode_frame
 
 from daemon_helpers import receive_until, stop_and_time, subscriber, write_config
-from stream.config import load_config
-from stream.wire.protocol import TOPIC_FRAME, FrameSpec, decode_frame
-from stream.sources.trigno import TrignoSource
 
 pytestmark = pytest.mark.timeout(90)
 EMULATOR_SCRIPT = Path(sys.executable).parent / "stream-trigno-emulator"

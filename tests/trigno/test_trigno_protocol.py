@@ -10,14 +10,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
 from stream.trigno.convert import RowDecoder, SlotMapping, encode_rows
 from stream.trigno.emulated_base import EmulatedBase
 from stream.trigno.frame_sources import deterministic_frames
 from stream.trigno.protocol import (
-    IMU_LAYOUT, LEGACY_LAYOUT, MessageSplitter, TrignoProtocolError, encode_command, exact_rate, parse_banner,
-    parse_int, parse_yes_no,
+    IMU_LAYOUT,
+    LEGACY_LAYOUT,
+    MessageSplitter,
+    TrignoProtocolError,
+    encode_command,
+    exact_rate,
+    parse_banner,
+    parse_int,
+    parse_yes_no,
 )
+from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
 
 
 def test_command_framing_and_refusals():

@@ -8,10 +8,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from daemon_helpers import tiny_model_card
 from stream.config import ConfigError, config_from_dict
 from stream.wire.layout import PROFILES, Layout, frame_period
 from stream.wire.protocol import FrameEncoder, FrameSpec, ProtocolError, decode_frame
+
+from daemon_helpers import tiny_model_card
 
 EXPECTED = {
     # profile: (frame period s, sEMG samples per frame, IMU samples per frame, sEMG channels, acc, gyro)

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import zmq
 
-from conftest import REPO_ROOT
-from daemon_helpers import subscriber, tiny_model_card, write_config
 from stream.config import Config
 from stream.wire.protocol import FrameSpec, decode_frame
+
+from conftest import REPO_ROOT
+from daemon_helpers import subscriber, tiny_model_card, write_config
 
 PAGE = REPO_ROOT / "docs" / "protocol.md"
 PYTHON_MODULE = "-m"

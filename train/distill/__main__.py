@@ -147,7 +147,12 @@ def run(arguments) -> dict:
     import tf_keras as keras
 
     from models.architectures import (
-        STUDENT_BRANCH, TEACHER_BRANCH, InputSpec, build_student, ensemble_inference_model, inference_model,
+        STUDENT_BRANCH,
+        TEACHER_BRANCH,
+        InputSpec,
+        build_student,
+        ensemble_inference_model,
+        inference_model,
         trainable_parameters,
     )
     from stream.config import load_config
@@ -157,7 +162,11 @@ def run(arguments) -> dict:
     from train.distill.export import Exporter, check_exported, convert
     from train.distill.report import write_report
     from train.distill.training import (
-        FitOptions, classification_metrics, distribution_strategy, fit_student, predict_probabilities,
+        FitOptions,
+        classification_metrics,
+        distribution_strategy,
+        fit_student,
+        predict_probabilities,
     )
 
     started = time.monotonic()

@@ -11,8 +11,8 @@ import datetime
 import platform
 from pathlib import Path
 
-from stream.stages.model_card import SCHEMA_VERSION, parse_model_card, sha256_of
 from stream.common.atomic import atomic_write_bytes, atomic_write_json
+from stream.stages.model_card import SCHEMA_VERSION, parse_model_card, sha256_of
 
 FILE_NAMES = {"float32": "student_float32.tflite", "dynamic_range": "student_dynamic_range.tflite",
               "int8": "student_int8.tflite"}

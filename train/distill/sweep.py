@@ -20,7 +20,8 @@ log = logging.getLogger("train.distill.sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from train.distill.__main__ import build_parser as distill_parser, number_list
+    from train.distill.__main__ import build_parser as distill_parser
+    from train.distill.__main__ import number_list
 
     parser = distill_parser()
     parser.prog = "python -m train.distill.sweep"
@@ -41,8 +42,13 @@ def sweep(arguments) -> dict:
     from stream.config import load_config
     from stream.recording.dataset import open_dataset
     from train.distill.__main__ import QUICK_EPOCHS, fit_teachers, load_windows
-    from train.distill.training import FitOptions, classification_metrics, distribution_strategy, fit_student, \
-        predict_probabilities
+    from train.distill.training import (
+        FitOptions,
+        classification_metrics,
+        distribution_strategy,
+        fit_student,
+        predict_probabilities,
+    )
 
     aggregations = [name.strip() for name in arguments.aggregations.split(",") if name.strip()]
     unknown = sorted(set(aggregations) - {"mean", "weighted"})

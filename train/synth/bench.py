@@ -15,8 +15,8 @@ from pathlib import Path
 from stream.config import config_from_dict
 from stream.recording import RecordingFile, write_recordings
 from stream.sources.synthetic import SyntheticSource
-from train.synth.generate import isolated_recording
 from stream.synth.signer import make_signer
+from train.synth.generate import isolated_recording
 
 FULL_SET = 5000
 FRAME_MS = 13.5

@@ -16,14 +16,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from stream.common.atomic import atomic_write_json
-from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
 from stream.recording import Recording, write_recordings
 from stream.recording.dataset import INDEX_NAME, SPLITS_NAME, Entry
+from stream.synth.session import GENERATOR_VERSION, SENSOR_NAMES, signer_name
+from stream.synth.vocabulary import LABELS, VOCABULARY
+from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
 from train.dataset import write_index
 from train.splits import make_splits
-from stream.synth.session import GENERATOR_VERSION, SENSOR_NAMES, signer_name
 from train.synth.generate import isolated_batch, session_batch
-from stream.synth.vocabulary import LABELS, VOCABULARY
 
 
 class Progress:

@@ -11,9 +11,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from stream.config import Config
-from stream.wire.frames import Frame
 from stream.tools.fuzz.mutations import changed_maps, msgpack_values, mutated_bytes, pack
 from stream.tools.fuzz.outcomes import ACCEPTED, REFUSED
+from stream.wire.frames import Frame
 from stream.wire.protocol import SCHEMA_VERSION, FrameEncoder, FrameSpec, ProtocolError, decode_frame
 
 SPEC = FrameSpec.from_config(Config())

@@ -10,9 +10,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from stream.config import Config
+from stream.sources.trigno import settings_from_config
 from stream.tools.fuzz.mutations import mutated_bytes
 from stream.tools.fuzz.outcomes import ACCEPTED, REFUSED
-from stream.sources.trigno import settings_from_config
 from stream.trigno.client import TrignoConnectionError, TrignoSetupError, check_setup, describe_base
 from stream.trigno.convert import RowDecoder, SlotMapping
 from stream.trigno.emulated_base import EmulatedBase

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from stream.config import load_config
 
+
 def free_endpoint() -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))

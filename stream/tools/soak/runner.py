@@ -16,10 +16,10 @@ from pathlib import Path
 import zmq
 
 from stream.config import DEFAULT_CONFIG_PATH, load_config
-from stream.wire.protocol import SequenceTracker, decode_event, decode_status, decode_truth
 from stream.tools.soak.processes import start_daemon, stop_all, wait_for, write_config, write_session
 from stream.tools.soak.resources import resources, sample_process
 from stream.tools.soak.scoring import check_recording, score_events
+from stream.wire.protocol import SequenceTracker, decode_event, decode_status, decode_truth
 
 DAEMONS = ("sink", "infer", "record", "acquire")  # start order: consumers first, the source last
 JOIN_ALLOWANCE_S = 2.0  # frames a subscriber may miss before its connection is up (signal seconds / speed)
