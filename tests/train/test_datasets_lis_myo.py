@@ -284,7 +284,7 @@ def test_the_import_writes_a_dataset_in_the_myo_layout_that_replays_as_frames(tm
     assert main(["lis-myo", str(archive), "--out", str(tmp_path / "lis")]) == 0
     config = config_from_dict({"sensors": {"profile": "myo"}})
     with open_dataset(tmp_path / "lis") as dataset:
-        assert len(dataset) == 702 and dataset.labels == tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+        assert len(dataset.isolated()) == 702 and dataset.labels == tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
         within = dataset.split("within")
         assert {part: len(entries) for part, entries in within.items()} == {"train": 494, "val": 78, "test": 130}
         for part, share in (("val", 3), ("test", 5)):  # of 27 per letter
@@ -296,4 +296,11 @@ def test_the_import_writes_a_dataset_in_the_myo_layout_that_replays_as_frames(tm
     assert recording.annotations[0].label == within["test"][0].label
     frames = list(ReplaySource(config, recording=recording, realtime=False))
     assert len(frames) == 100 and frames[1].emg.shape == (4, 8) and frames[1].acc.shape == (1, 3)
+    with open_dataset(tmp_path / "lis") as dataset:  # the test samples again as one stream, in recording order
+        (session,) = dataset.sessions()
+        stream = dataset.load(session)
+        assert [annotation.label for annotation in stream.annotations] == [
+            entry.label for entry in sorted(dataset.split("within")["test"],
+                                            key=lambda entry: dataset.load(entry).metadata["timestamp"])]
+        assert stream.emg.shape == (130 * 400, 8) and stream.layout.signature() == config.layout.signature()
     assert main(["lis-myo", str(archive), "--out", str(tmp_path / "lis")]) == 2  # never over an existing dataset

@@ -288,6 +288,27 @@ def to_recording(sample: LisMyoSample, repetition: int):
     return recording
 
 
+def test_session(samples: list[LisMyoSample]):
+    """``samples`` back to back as one continuous recording (``myo`` layout), each letter annotated
+    over its 2 s: a stream to replay through the daemons. There is no rest between them (the set has
+    none), so a segmenter meets signs without the pauses it looks for."""
+    from stream.recording import Annotation, Recording
+
+    pieces = [to_recording(sample, repetition) for repetition, sample in enumerate(samples)]
+    rows = len(pieces[0].emg)
+    session = Recording(
+        emg=np.concatenate([piece.emg for piece in pieces]), acc=np.concatenate([piece.acc for piece in pieces]),
+        gyro=np.concatenate([piece.gyro for piece in pieces]), emg_rate_hz=pieces[0].emg_rate_hz,
+        imu_rate_hz=pieces[0].imu_rate_hz, sensor_names=pieces[0].sensor_names, imu_names=pieces[0].imu_names,
+        emg_unit="counts", annotations=[Annotation(piece.annotations[0].label, number * rows, (number + 1) * rows)
+                                        for number, piece in enumerate(pieces)],
+        metadata={"kind": "session", "signer": SIGNER, "session": 0, "guids": [sample.guid for sample in samples],
+                  "source": pieces[0].metadata["source"],
+                  "made_by": "train.datasets lis-myo: the within-test samples back to back, in recording order"})
+    session.validate("lis-myo test session")
+    return session
+
+
 def write_dataset(source, out, seed: int = 0, validation_fraction: float = 0.10, test_fraction: float = 0.20) -> Path:
     """The lis-myo samples as a dataset directory of ours (index.json, splits.json, one recording
     file per letter): repetitions numbered by timestamp, splits stratified by letter
@@ -322,6 +343,17 @@ def write_dataset(source, out, seed: int = 0, validation_fraction: float = 0.10,
                                  duration_s=round(recording.duration_s, 4), annotations=1))
     splits = make_splits([asdict(entry) for entry in entries], seed=seed, validation_fraction=validation_fraction,
                          test_fraction=test_fraction)
+    # The test samples again, one after another in the order they were recorded, as one continuous
+    # stream: what the daemons and stream.tools.evaluate can replay (the set has no rest between signs).
+    test_ids = set(splits["within"]["test"])
+    in_test = sorted((sample for sample in samples if f"recordings/{sample.letter}.h5:{sample.letter}-{sample.guid}"
+                      in test_ids), key=lambda sample: (sample.timestamp, sample.guid))
+    session = test_session(in_test)
+    write_recordings(out / "recordings" / "test-session.h5", {"session": session})
+    entries.append(Entry(id="recordings/test-session.h5:session", file="recordings/test-session.h5", key="session",
+                         kind="session", signer=SIGNER, session=0, duration_s=round(session.duration_s, 4),
+                         annotations=len(session.annotations)))
+    splits["sessions"] = {SIGNER: ["recordings/test-session.h5:session"]}
     atomic_write_json(out / SPLITS_NAME, splits)
     sensors = profile_defaults("myo")["sensors"]
     write_index(out, sorted(by_letter), list(sensors["names"]), Fraction(200), MYO_IMU_RATE, entries,

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", type=Path, default=None, help="cache preprocessed windows here (npz)")
     parser.add_argument("--teacher-epochs", type=int, default=None)
     parser.add_argument("--student-epochs", type=int, default=None)
+    parser.add_argument("--teacher-patience", type=int, default=10,
+                        help="epochs without a better validation accuracy before a teacher stops (default 10)")
+    parser.add_argument("--student-patience", type=int, default=10, help="the same for students (default 10)")
+    parser.add_argument("--student-branch", type=branch_spec, default=None, metavar="F1,F2,LSTM",
+                        help="the student's branch: two convolution widths and the LSTM units (default "
+                             "2,4,50; eight sEMG channels want more, e.g. 8,16,47: docs/RESULTS.md)")
     parser.add_argument("--alpha", type=number_list, default=None,
                         help="weight of the hard-label loss; with several (comma-separated), each distilled student "
                              "is trained at each and the best on validation kept, ties to the earlier "
@@ -75,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-unbalanced", action="store_true")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser
+
+
+def branch_spec(text: str):
+    """"8,16,47" -> BranchSpec(filters=(8, 16), lstm_units=47) (argparse reports a ValueError)."""
+    from models.architectures import BranchSpec
+
+    values = [int(value) for value in text.split(",")]
+    if len(values) != 3:
+        raise ValueError(f"{text!r}: give two convolution widths and the LSTM units, e.g. 8,16,47")
+    return BranchSpec(filters=(values[0], values[1]), lstm_units=values[2])
 
 
 def quick_subset(entries, per_label: int):
@@ -178,8 +194,11 @@ def run(arguments) -> dict:
     input_spec = InputSpec(window_samples=windows["train"].window_samples, channels=dict(windows["train"].channels),
                            classes=classes)
     quick = arguments.quick
-    teacher_options = FitOptions(epochs=arguments.teacher_epochs or (QUICK_EPOCHS if quick else 35), patience=10)
-    student_options = FitOptions(epochs=arguments.student_epochs or (QUICK_EPOCHS if quick else 40), patience=10)
+    teacher_options = FitOptions(epochs=arguments.teacher_epochs or (QUICK_EPOCHS if quick else 35),
+                                 patience=arguments.teacher_patience)
+    student_options = FitOptions(epochs=arguments.student_epochs or (QUICK_EPOCHS if quick else 40),
+                                 patience=arguments.student_patience)
+    student_branch = arguments.student_branch or STUDENT_BRANCH
     # A smoke run is not a search: one alpha unless asked for more.
     alphas = arguments.alpha or list(DEFAULT_ALPHAS[:1] if quick else DEFAULT_ALPHAS)
     keras.utils.set_random_seed(arguments.seed)
@@ -214,7 +233,7 @@ def run(arguments) -> dict:
 
     # 3. Students, all from the same initial weights.
     with strategy.scope():
-        student = build_student(input_spec, STUDENT_BRANCH)
+        student = build_student(input_spec, student_branch)
     initial = student.get_weights()
     variants = {"student_scratch": ((), "mean"), "student_kd_single": ((teachers[best_modality],), "mean"),
                 "student_kd_mean": (tuple(teachers.values()), "mean"),
@@ -247,7 +266,7 @@ def run(arguments) -> dict:
     log.info("shipping %s (--ship %s: best on validation)", shipped, arguments.ship)
 
     # 4. Export and check.
-    student_inference = inference_model(student, functools.partial(build_student, input_spec, STUDENT_BRANCH))
+    student_inference = inference_model(student, functools.partial(build_student, input_spec, student_branch))
     keras_test = predict_probabilities(student, test_inputs)
     train_inputs = windows["train"].windows()
     calibration_rows = np.random.default_rng(arguments.seed).permutation(len(windows["train"]))[:200]
@@ -286,7 +305,8 @@ def run(arguments) -> dict:
         "alpha": chosen_alpha[shipped], "alpha_chosen": chosen_alpha, "alpha_candidates": alpha_candidates,
         "temperature": arguments.temperature,
         "teacher_fit": teacher_options.__dict__, "student_fit": student_options.__dict__,
-        "teacher_branch": TEACHER_BRANCH.__dict__, "student_branch": STUDENT_BRANCH.__dict__,
+        "teacher_branch": TEACHER_BRANCH.__dict__, "student_branch": student_branch.__dict__,
+        "patience": {"teachers": teacher_options.patience, "students": student_options.patience},
         "seconds_per_model": {name: history["seconds"] for name, history in results["histories"].items()},
         "total_seconds": seconds, "devices": [device.name for device in tf.config.list_logical_devices()],
         "replicas": strategy.num_replicas_in_sync,
