@@ -184,3 +184,31 @@ def synthetic_frames(duration_s: float, signs: list[tuple[float, float]], seed: 
         frames.append(Frame(number, 15 * number, 2 * number, emg.astype(np.float32), acc.astype(np.float32),
                             gyro.astype(np.float32)))
     return frames
+
+
+def layout_signals(layout, seconds: float, bursts: list[tuple[float, float]], seed: int = 0):
+    """Rest with muscle bursts and arm movement at ``bursts`` (start_s, end_s), in any layout: (emg, acc,
+    gyro) arrays, absent modalities with no columns."""
+    import numpy as np
+
+    generator = np.random.default_rng(seed)
+    emg_times = np.arange(round(seconds * layout.emg_rate_hz)) / float(layout.emg_rate_hz)
+    scale = 2.0 if layout.emg_unit == "counts" else 0.004
+    amplitude = np.full(emg_times.shape, scale)
+    imu_times = np.arange(round(seconds * layout.imu_rate_hz)) / float(layout.imu_rate_hz) if layout.has_imu else np.zeros(0)
+    motion = np.zeros(imu_times.shape)
+    for start, end in bursts:
+        amplitude[(emg_times >= start) & (emg_times < end)] = 80 * scale
+        motion[(imu_times >= start) & (imu_times < end)] = 120.0
+    emg = (generator.standard_normal((emg_times.size, layout.channel_count("emg"))) * amplitude[:, None]).astype(np.float32)
+    arrays = {}
+    for name in ("acc", "gyro"):
+        columns = layout.channel_count(name)
+        rows = imu_times.size if columns else (imu_times.size if layout.has_imu else 0)
+        base = np.tile([0.0, 0.0, 1.0], columns // 3) if name == "acc" else np.zeros(columns)
+        noise = 0.003 if name == "acc" else 1.5
+        values = base + generator.normal(0, noise, (rows, columns))
+        if name == "gyro" and columns:
+            values[:, 0::3] += motion[:, None]
+        arrays[name] = values.astype(np.float32)
+    return emg, arrays["acc"], arrays["gyro"]

@@ -8,6 +8,7 @@ import math
 import time
 
 import msgpack
+import pytest
 import zmq
 
 from stream.wire.protocol import decode_event, encode_prediction
@@ -250,3 +251,33 @@ def test_pipeline_resumes_after_each_daemon_is_killed_and_restarted(processes, z
                   timeout_s=30)
     for name in ("acquire", "infer", "sink"):
         assert stop_and_time(running[name]) < 2.0 and running[name].returncode == 0
+
+
+@pytest.mark.parametrize("profile", ["trigno-emg1926", "trigno-emg-acc"])
+def test_other_sensor_layouts_run_through_the_three_daemons(profile, processes, zmq_context, tmp_path):
+    """A Trigno sensor mode with 26 sEMG + 1 IMU samples per frame, and sensors without a gyroscope:
+    stream-acquire replays a recording of that layout, stream-infer (a model of that layout) and
+    stream-sink turn its bursts into events, over real sockets."""
+    from daemon_helpers import layout_signals, tiny_model_card
+    from stream.config import config_from_dict
+    from stream.recording import Recording, write_recording
+
+    layout_config = config_from_dict({"sensors": {"profile": profile}})
+    layout = layout_config.layout
+    card = tiny_model_card(tmp_path / "model", config=layout_config)
+    config, endpoints = write_config(tmp_path, f'[sensors]\nprofile = "{profile}"\n[sink]\nconfidence_threshold = 0.0\n'
+                                     f'[acquire]\nsource = "replay"\n[acquire.replay]\npath = "{tmp_path / "r.h5"}"\n'
+                                     "speed = 3.0\n", card=card)
+    bursts = [(3.0, 3.8), (6.0, 6.9), (9.0, 9.6)]
+    emg, acc, gyro = layout_signals(layout, 12.0, bursts)
+    write_recording(tmp_path / "r.h5", Recording(emg, acc, gyro, layout.emg_rate_hz, layout.imu_rate_hz,
+                                                 layout.sensor_names))
+    events = subscriber(zmq_context, endpoints["events"], b"event")
+    running = [processes.start_python([PYTHON_MODULE, f"stream.daemons.{name}", "--config", str(config)])
+               for name in ("sink", "infer")]
+    time.sleep(1.0)  # infer and sink subscribed before the short replay starts
+    running.append(processes.start_python([PYTHON_MODULE, "stream.daemons.acquire", "--config", str(config)]))
+    received = receive_until(events, lambda parts: parts[0] == b"event" and decode_event(parts)["start_time_s"] > 8.5,
+                             timeout_s=40)
+    starts = sorted(decode_event(parts)["start_time_s"] for parts in received if parts[0] == b"event")
+    assert len(starts) == len(bursts) and all(start - 0.3 < found < end for (start, end), found in zip(bursts, starts))

@@ -12,7 +12,7 @@ from stream.config import ConfigError, config_from_dict
 from stream.wire.layout import PROFILES, Layout, frame_period
 from stream.wire.protocol import FrameEncoder, FrameSpec, ProtocolError, decode_frame
 
-from daemon_helpers import tiny_model_card
+from daemon_helpers import layout_signals, tiny_model_card
 
 EXPECTED = {
     # profile: (frame period s, sEMG samples per frame, IMU samples per frame, sEMG channels, acc, gyro)
@@ -102,31 +102,6 @@ def test_the_shipped_model_keeps_its_hash_and_a_model_of_another_layout_is_refus
     assert "emg 8 x 200 Hz (counts)" in message and "emg 6 x 10000/9 Hz (mV)" in message
 
 
-def signals(layout: Layout, seconds: float, bursts: list[tuple[float, float]], seed: int = 0):
-    """Rest with muscle bursts and arm movement at ``bursts`` (start_s, end_s), in ``layout``."""
-    generator = np.random.default_rng(seed)
-    emg_times = np.arange(round(seconds * layout.emg_rate_hz)) / float(layout.emg_rate_hz)
-    scale = 2.0 if layout.emg_unit == "counts" else 0.004
-    amplitude = np.full(emg_times.shape, scale)
-    imu_times = np.arange(round(seconds * layout.imu_rate_hz)) / float(layout.imu_rate_hz) if layout.has_imu else np.zeros(0)
-    motion = np.zeros(imu_times.shape)
-    for start, end in bursts:
-        amplitude[(emg_times >= start) & (emg_times < end)] = 80 * scale
-        motion[(imu_times >= start) & (imu_times < end)] = 120.0
-    emg = (generator.standard_normal((emg_times.size, layout.channel_count("emg"))) * amplitude[:, None]).astype(np.float32)
-    arrays = {}
-    for name in ("acc", "gyro"):
-        columns = layout.channel_count(name)
-        rows = imu_times.size if columns else (imu_times.size if layout.has_imu else 0)
-        base = np.tile([0.0, 0.0, 1.0], columns // 3) if name == "acc" else np.zeros(columns)
-        noise = 0.003 if name == "acc" else 1.5
-        values = base + generator.normal(0, noise, (rows, columns))
-        if name == "gyro" and columns:
-            values[:, 0::3] += motion[:, None]
-        arrays[name] = values.astype(np.float32)
-    return emg, arrays["acc"], arrays["gyro"]
-
-
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_profile_end_to_end_replay_wire_dsp_segmenter_model_events(name, tmp_path):
     """A recording made in the profile's layout, written and read back, replayed frame by frame,
@@ -144,7 +119,7 @@ def test_each_profile_end_to_end_replay_wire_dsp_segmenter_model_events(name, tm
                             acquire={"source": "replay", "replay": {"path": str(tmp_path / "replay.h5")}})
     layout = config.layout
     bursts = [(3.0, 3.8), (6.0, 6.9), (9.0, 9.6)]
-    emg, acc, gyro = signals(layout, 12.0, bursts)
+    emg, acc, gyro = layout_signals(layout, 12.0, bursts)
     recording = Recording(emg, acc, gyro, layout.emg_rate_hz, layout.imu_rate_hz, layout.sensor_names,
                           imu_names=layout.imu_names if layout.imu_names != layout.sensor_names else (),
                           emg_unit=layout.emg_unit)
