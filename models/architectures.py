@@ -34,6 +34,10 @@ class BranchSpec:
     lstm_units: int = 100
     pool_size: int = 3
     dropout: float = 0.2
+    # The convolutions' activation. Sigmoid is what the reference architecture and the shipped
+    # synthetic-signer student use; on real Myo sEMG (lis-myo) relu lifted the sEMG teacher from
+    # 92.6 to 95.6 % test over 3 seeds (docs/RESULTS.md).
+    activation: str = "sigmoid"
 
     def __post_init__(self) -> None:
         if len(self.filters) != 2 or min(self.filters) < 1:
@@ -42,6 +46,8 @@ class BranchSpec:
             raise ValueError("kernel_size, lstm_units and pool_size must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout = {self.dropout!r}: must be in [0, 1)")
+        if self.activation not in ("sigmoid", "relu"):
+            raise ValueError(f"activation = {self.activation!r}: must be 'sigmoid' or 'relu'")
 
 
 TEACHER_BRANCH = BranchSpec(filters=(12, 24), lstm_units=100)
@@ -78,7 +84,7 @@ def _keras():
 def _branch(keras, tensor, spec: BranchSpec, prefix: str):
     layers = keras.layers
     for stage, filters in enumerate(spec.filters, start=1):
-        tensor = layers.Conv1D(filters, spec.kernel_size, padding="same", activation="sigmoid",
+        tensor = layers.Conv1D(filters, spec.kernel_size, padding="same", activation=spec.activation,
                                name=f"{prefix}_conv{stage}")(tensor)
         tensor = layers.AveragePooling1D(spec.pool_size, name=f"{prefix}_pool{stage}")(tensor)
     tensor = layers.LSTM(spec.lstm_units, return_sequences=True, name=f"{prefix}_lstm1")(tensor)

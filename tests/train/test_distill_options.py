@@ -26,3 +26,17 @@ def test_a_bad_branch_is_refused_by_the_parser(text, capsys):
     with pytest.raises(SystemExit) as raised:
         build_parser().parse_args(["--data", "d", "--out", "o", "--student-branch", text])
     assert raised.value.code == 2 and "--student-branch" in capsys.readouterr().err
+
+
+def test_the_activation_option_reaches_every_convolution():
+    import tf_keras as keras  # noqa: F401  (the architectures build with tf_keras)
+
+    from models.architectures import TEACHER_BRANCH, BranchSpec, InputSpec, build_teacher
+
+    assert build_parser().parse_args(["--data", "d", "--out", "o", "--activation", "relu"]).activation == "relu"
+    assert TEACHER_BRANCH.activation == "sigmoid"  # the default architecture is unchanged
+    teacher = build_teacher("emg", InputSpec(), BranchSpec(activation="relu"))
+    convolutions = [layer for layer in teacher.layers if "conv" in layer.name]
+    assert convolutions and all(layer.activation.__name__ == "relu" for layer in convolutions)
+    with pytest.raises(ValueError, match="activation"):
+        BranchSpec(activation="tanh")

@@ -14,6 +14,7 @@ Ctrl-C stops at once and leaves no half-written file in OUT.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import logging
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--teacher-patience", type=int, default=10,
                         help="epochs without a better validation accuracy before a teacher stops (default 10)")
     parser.add_argument("--student-patience", type=int, default=10, help="the same for students (default 10)")
+    parser.add_argument("--activation", choices=("sigmoid", "relu"), default="sigmoid",
+                        help="the convolutions' activation in every branch (default sigmoid, as the reference; "
+                             "relu did 3 points better on real Myo sEMG: docs/RESULTS.md)")
     parser.add_argument("--student-branch", type=branch_spec, default=None, metavar="F1,F2,LSTM",
                         help="the student's branch: two convolution widths and the LSTM units (default "
                              "2,4,50; eight sEMG channels want more, e.g. 8,16,47: docs/RESULTS.md)")
@@ -144,7 +148,7 @@ def choose_shipped(measured: dict, rule: str) -> str:
     return max(SHIP_RULES[rule], key=lambda name: measured[name]["val"]["accuracy"])
 
 
-def fit_teachers(windows, input_spec, options, seed: int, strategy, histories: dict) -> dict:
+def fit_teachers(windows, input_spec, options, seed: int, strategy, histories: dict, branch=None) -> dict:
     """One expert per modality, trained on its own input; their training histories go into ``histories``."""
     from models.architectures import TEACHER_BRANCH, build_teacher
     from train.distill.training import fit_teacher
@@ -152,7 +156,7 @@ def fit_teachers(windows, input_spec, options, seed: int, strategy, histories: d
     teachers = {}
     for modality in input_spec.channels:
         with strategy.scope():
-            teacher = build_teacher(modality, input_spec, TEACHER_BRANCH)
+            teacher = build_teacher(modality, input_spec, branch or TEACHER_BRANCH)
         histories[f"teacher_{modality}"] = fit_teacher(teacher, windows["train"], windows["val"], options, seed)
         teachers[modality] = teacher
     return teachers
@@ -198,7 +202,8 @@ def run(arguments) -> dict:
                                  patience=arguments.teacher_patience)
     student_options = FitOptions(epochs=arguments.student_epochs or (QUICK_EPOCHS if quick else 40),
                                  patience=arguments.student_patience)
-    student_branch = arguments.student_branch or STUDENT_BRANCH
+    student_branch = dataclasses.replace(arguments.student_branch or STUDENT_BRANCH, activation=arguments.activation)
+    teacher_branch = dataclasses.replace(TEACHER_BRANCH, activation=arguments.activation)
     # A smoke run is not a search: one alpha unless asked for more.
     alphas = arguments.alpha or list(DEFAULT_ALPHAS[:1] if quick else DEFAULT_ALPHAS)
     keras.utils.set_random_seed(arguments.seed)
@@ -221,7 +226,8 @@ def run(arguments) -> dict:
                  measured["test"]["accuracy"], measured["test"]["macro_f1"])
 
     # 1-2. Teachers and their ensemble.
-    teachers = fit_teachers(windows, input_spec, teacher_options, arguments.seed, strategy, results["histories"])
+    teachers = fit_teachers(windows, input_spec, teacher_options, arguments.seed, strategy, results["histories"],
+                            teacher_branch)
     for modality, teacher in teachers.items():
         record(f"teacher_{modality}", measure(teacher))
     ensemble = {part: np.mean([predict_probabilities(teacher, inputs) for teacher in teachers.values()], axis=0)
@@ -279,7 +285,7 @@ def run(arguments) -> dict:
         check = check_exported(model_files[variant], keras_test, test_inputs, test_labels, repeats, f"student {variant}")
         check.pop("probabilities")
         exported[variant] = check
-    teachers_inference = ensemble_inference_model(list(teachers.values()), input_spec, TEACHER_BRANCH)
+    teachers_inference = ensemble_inference_model(list(teachers.values()), input_spec, teacher_branch)
     teachers_bytes = convert(teachers_inference, "float32")
     teachers_check = check_exported(teachers_bytes, ensemble["test"], test_inputs, test_labels, repeats, "teachers")
     teachers_check.pop("probabilities")
@@ -305,7 +311,7 @@ def run(arguments) -> dict:
         "alpha": chosen_alpha[shipped], "alpha_chosen": chosen_alpha, "alpha_candidates": alpha_candidates,
         "temperature": arguments.temperature,
         "teacher_fit": teacher_options.__dict__, "student_fit": student_options.__dict__,
-        "teacher_branch": TEACHER_BRANCH.__dict__, "student_branch": student_branch.__dict__,
+        "teacher_branch": teacher_branch.__dict__, "student_branch": student_branch.__dict__,
         "patience": {"teachers": teacher_options.patience, "students": student_options.patience},
         "seconds_per_model": {name: history["seconds"] for name, history in results["histories"].items()},
         "total_seconds": seconds, "devices": [device.name for device in tf.config.list_logical_devices()],
