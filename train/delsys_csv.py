@@ -47,6 +47,7 @@ import numpy as np
 
 from stream.recording import Annotation, Recording, write_recording
 from stream.recording.model import DURATION_TOLERANCE_S
+from stream.wire.layout import PROFILES
 
 TRIGNO_RATE_QUANTUM = Fraction(1000, 27)
 RATE_RELATIVE_TOLERANCE = 1e-6  # beyond the printed digits' rounding: a printer that truncates
@@ -627,10 +628,10 @@ def _recording_modalities(export: DelsysExport) -> tuple[tuple[str, ...], list[s
     return tuple(kept), dropped
 
 
-# The IMU rate of each Trigno sEMG sensor mode: it sets the 13.5 ms frame even when no IMU channel is
-# exported (the profiles trigno, trigno-emg1259, -emg1926, -emg2148 of stream.wire.layout).
-TRIGNO_IMU_RATE_FOR_EMG = {Fraction(10000, 9): Fraction(4000, 27), Fraction(34000, 27): Fraction(4000, 27),
-                           Fraction(52000, 27): Fraction(2000, 27), Fraction(58000, 27): Fraction(2000, 27)}
+# The IMU rate of each Trigno sEMG sensor mode (the trigno profiles of stream.wire.layout): it sets the
+# 13.5 ms frame even when no IMU channel is exported.
+TRIGNO_IMU_RATE_FOR_EMG = {Fraction(profile["sensors"]["emg_rate_hz"]): Fraction(profile["sensors"]["imu_rate_hz"])
+                           for name, profile in PROFILES.items() if name.startswith("trigno")}
 
 
 def _shared_rate(export: DelsysExport, modalities: tuple[str, ...], what: str) -> Fraction:

@@ -90,10 +90,11 @@ class Recording:
             frames = min(frames, self.imu_rows // layout.imu_samples_per_frame)
         return frames
 
-    def frame(self, row: int, sequence: int | None = None) -> Frame:
+    def frame(self, row: int, sequence: int | None = None, layout: Layout | None = None) -> Frame:
         """Frame ``row`` counted from this recording's first sample (a copy), numbered ``sequence``
-        (default ``row``); the replay source and offline streaming cut frames with it."""
-        layout = self.layout
+        (default ``row``); the replay source and offline streaming cut frames with it. ``layout``: this
+        recording's, when the caller cuts many frames (it is not rebuilt for each)."""
+        layout = layout or self.layout
         emg_rows, imu_rows = layout.emg_samples_per_frame, layout.imu_samples_per_frame
         imu = slice(row * imu_rows, (row + 1) * imu_rows)
         return Frame(row if sequence is None else sequence, self.emg_first_index + row * emg_rows,

@@ -95,7 +95,7 @@ class ReplaySource:
                 self._start = now - (self._emitted + 1) * period
         row = self._position
         number = self.first_frame + self._pass * self.frames_per_pass + row
-        frame = self.recording.frame(row, self._emitted)
+        frame = self.recording.frame(row, self._emitted, self.layout)
         # Sample indices keep counting up over passes (a loop is one continuous stream).
         frame.emg_first_index, frame.imu_first_index = number * self.emg_per_frame, number * self.imu_per_frame
         self._position += 1

@@ -52,8 +52,9 @@ class SessionResult:
 
 def recording_frames(recording):
     """Cut a recording into the frames a live source would send (its layout's frames)."""
+    layout = recording.layout
     for number in range(recording.whole_frames):
-        yield recording.frame(number)
+        yield recording.frame(number, layout=layout)
 
 
 def decision_time_s(decided_index: int, model_rate_hz: Fraction, emission_delay_s: Fraction,

@@ -21,21 +21,12 @@ import numpy as np
 
 from stream.wire.layout import AXES, MODALITIES, Layout
 
-__all__ = ["AXES", "MODALITIES", "Frame", "absent", "channel_names", "silent_frame"]
+__all__ = ["AXES", "MODALITIES", "Frame", "absent", "silent_frame"]
 
 
 def absent(rows: int) -> np.ndarray:
     """The array of a modality the layout does not have: ``rows`` samples, no channels."""
     return np.zeros((rows, 0), np.float32)
-
-
-def channel_names(modality: str, sensor_names: tuple[str, ...]) -> tuple[str, ...]:
-    """Channel names of one modality in column order, e.g. 'biceps_brachii.acc.x'."""
-    if modality == "emg":
-        return tuple(f"{sensor}.emg" for sensor in sensor_names)
-    if modality in ("acc", "gyro"):
-        return tuple(f"{sensor}.{modality}.{axis}" for sensor in sensor_names for axis in AXES)
-    raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
 
 
 @dataclass

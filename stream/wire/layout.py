@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 
 from stream.wire.rates import rate_to_string
 
@@ -128,17 +129,19 @@ class Layout:
     def has_imu(self) -> bool:
         return any(name in IMU_MODALITIES for name in self.modalities)
 
-    @property
+    # Derived values are cached (a frozen dataclass still has an instance dict): a source asks for
+    # them every frame.
+    @cached_property
     def frame_period_s(self) -> Fraction:
         # The IMU clock counts even when no IMU modality is sent: the device still frames by it
         # (Trigno sensors sending sEMG only still deliver 13.5 ms frames).
         return frame_period([self.emg_rate_hz, self.imu_rate_hz])
 
-    @property
+    @cached_property
     def emg_samples_per_frame(self) -> int:
         return int(self.emg_rate_hz * self.frame_period_s)
 
-    @property
+    @cached_property
     def imu_samples_per_frame(self) -> int:
         """IMU samples per frame; 0 when no IMU modality is present (the IMU clock is unused)."""
         return int(self.imu_rate_hz * self.frame_period_s) if self.has_imu else 0

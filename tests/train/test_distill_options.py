@@ -29,8 +29,6 @@ def test_a_bad_branch_is_refused_by_the_parser(text, capsys):
 
 
 def test_the_activation_option_reaches_every_convolution():
-    import tf_keras as keras  # noqa: F401  (the architectures build with tf_keras)
-
     from models.architectures import TEACHER_BRANCH, BranchSpec, InputSpec, build_teacher
 
     assert build_parser().parse_args(["--data", "d", "--out", "o", "--activation", "relu"]).activation == "relu"

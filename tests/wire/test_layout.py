@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from stream.config import ConfigError, config_from_dict
-from stream.wire.layout import PROFILES, Layout, frame_period
+from stream.wire.layout import PROFILES, frame_period
 from stream.wire.protocol import FrameEncoder, FrameSpec, ProtocolError, decode_frame
 
 from daemon_helpers import layout_signals, tiny_model_card

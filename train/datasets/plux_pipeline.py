@@ -94,10 +94,10 @@ class Streamed:
 def stream_preprocess(recording, config) -> Streamed:
     """Cut ``recording`` into its layout's frames and run ``Preprocessor.process_frame`` on each."""
     from stream.dsp.preprocess import Preprocessor
+    from stream.tools.evaluate import recording_frames
 
     preprocessor = Preprocessor(config)
-    blocks = [block for block in (preprocessor.process_frame(recording.frame(row))
-                                  for row in range(recording.whole_frames)) if block is not None]
+    blocks = [block for block in map(preprocessor.process_frame, recording_frames(recording)) if block is not None]
     for before, after in zip(blocks, blocks[1:]):
         if after.first_index != before.end_index:
             raise RuntimeError(f"the Preprocessor's blocks jump from {before.end_index} to {after.first_index}")
