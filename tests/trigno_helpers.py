@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from stream.config import load_config
+from stream.config import config_from_dict, load_config
 from stream.trigno.client import ClientSettings
 from stream.trigno.convert import encode_rows
 from stream.trigno.emulator import EmulatorPorts, TrignoEmulator
@@ -19,9 +19,16 @@ from stream.trigno.protocol import layout_for
 from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
 
 
+def profile_layout(profile: str):
+    """The layout of a built-in [sensors] profile."""
+    return config_from_dict({"sensors": {"profile": profile}}).layout
+
+
 @contextlib.contextmanager
-def running_emulator(slots=(1, 2, 3, 4, 5, 6), seed=0, **options):
-    emulator = TrignoEmulator(deterministic_frames(len(slots), seed), slots=slots, ports=EmulatorPorts.random(),
+def running_emulator(slots=(1, 2, 3, 4, 5, 6), seed=0, layout=None, **options):
+    """An emulator on random ports streaming ``deterministic_frames`` (of ``layout``, default Trigno's);
+    ``mode=`` and the other options go to TrignoEmulator."""
+    emulator = TrignoEmulator(deterministic_frames(len(slots), seed, layout), slots=slots, ports=EmulatorPorts.random(),
                               seed=seed, **options)
     emulator.start()
     try:
@@ -40,8 +47,9 @@ def client_settings(emulator, slots=(1, 2, 3, 4, 5, 6), legacy_aux=False, timeou
     )
 
 
-def config_for(emulator, slots=(1, 2, 3, 4, 5, 6), legacy_aux=False, modalities=None, **trigno_options):
-    config = load_config(None)
+def config_for(emulator, slots=(1, 2, 3, 4, 5, 6), legacy_aux=False, modalities=None, profile=None, **trigno_options):
+    """A config reading ``emulator``: the shipped defaults, or ``profile``'s layout, with one sensor per slot."""
+    config = config_from_dict({"sensors": {"profile": profile}}) if profile else load_config(None)
     ports = emulator.ports
     trigno = dataclasses.replace(
         config.acquire.trigno, command_port=ports.command,

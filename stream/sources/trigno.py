@@ -8,7 +8,13 @@ consecutive failures (a lost link, a failed connect, a connect that delivers no 
 give up) it raises ``TrignoConnectionError`` (an OSError). A base that answers but is set up unlike
 the config raises ``TrignoSetupError`` at once: no retry can fix it.
 
-Time is sample counting: frame k holds sEMG samples 15k.. and IMU samples 2k... The protocol has
+The frames are the configured layout's (``[sensors] profile``): the client checks that the base's
+sensor mode sends its rates and modalities before START, and refuses a mismatch in one line naming
+what the base sends, what the config needs and the profile that fits the base. A modality the layout
+leaves out is an array with no columns, whatever the base sends.
+
+Time is sample counting: frame k holds sEMG samples E*k.. and IMU samples A*k.. (E, A: the layout's
+samples per frame; 15 and 2 for the default profile), as exact integers. The protocol has
 no timestamps, so the frames lost while the link was down are estimated from the monotonic clock
 (rounded to whole frames) and skipped in the sample indices: downstream sees the jump in
 ``emg_first_index``/``imu_first_index`` and ``gaps`` lists each one, never a silently closed gap.
@@ -27,7 +33,6 @@ from stream.trigno.client import ClientSettings, TrignoClient, TrignoConnectionE
 from stream.trigno.convert import RowDecoder
 from stream.trigno.protocol import layout_for
 from stream.wire.frames import Frame, absent
-from stream.wire.rates import FRAME_PERIOD_S
 
 log = logging.getLogger("stream.sources.trigno")
 
@@ -51,6 +56,7 @@ def settings_from_config(config) -> ClientSettings:
         layout=layout_for(trigno.legacy_aux), slots=tuple(trigno.slots), emg_rate_hz=config.sensors.emg_rate_hz,
         imu_rate_hz=config.sensors.imu_rate_hz, timeout_s=trigno.timeout_s,
         backwards_compatibility=trigno.backwards_compatibility, upsample=trigno.upsample,
+        modalities=tuple(config.layout.modalities), profile=config.sensors.profile,
     )
 
 
@@ -128,7 +134,7 @@ class TrignoSource:
     def _record_gap(self, now: float) -> None:
         # The first frame of the new stream was sampled about one frame period before it arrived, as
         # the last one before the loss was: the frames in between are the elapsed periods less one.
-        missing = max(0, round((now - self._last_frame_time) / float(FRAME_PERIOD_S)) - 1)
+        missing = max(0, round((now - self._last_frame_time) / float(self.layout.frame_period_s)) - 1)
         start = self.next_frame_index
         self.next_frame_index += missing
         gap = TrignoGap(start * self.emg_per_frame, self.next_frame_index * self.emg_per_frame,

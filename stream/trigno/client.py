@@ -2,9 +2,10 @@
 
 ``TrignoClient.connect()`` reads the banner, configures the base (backwards compatibility,
 upsampling, little-endian), queries the system and every configured slot, checks that what the base
-reports is what the config expects (paired sensors, channel counts, rates, units), connects the EMG
-and AUX data ports and sends START. ``read_frame()`` then returns the raw float32 rows of one 13.5 ms
-frame from each port, assembled exactly whatever sizes the kernel hands ``recv`` (several public
+reports is what the config's layout expects (paired sensors, samples per frame, the modalities the
+sensors' mode sends, channel counts, rates, units), connects the EMG data port and, when the layout
+has an IMU modality, the AUX port, and sends START. ``read_frame()`` then returns the raw float32
+rows of one frame from each port (AUX: no rows when it is not read), assembled exactly whatever sizes the kernel hands ``recv`` (several public
 clients lose alignment there). Every wait has a deadline: a silent or closed peer raises
 ``TrignoConnectionError``; ``TrignoSource`` reconnects on it. A base that is reachable but set up
 differently from the config raises ``TrignoSetupError``, which no reconnect can fix.
@@ -23,6 +24,10 @@ import numpy as np
 
 from stream.trigno.convert import AXES, SlotMapping
 from stream.trigno.protocol import (
+    FLOAT_BYTES,
+    LEGACY_AUX_SAMPLES,
+    LEGACY_EMG_SAMPLES,
+    UPSAMPLED_EMG_SAMPLES,
     DataLayout,
     MessageSplitter,
     TrignoProtocolError,
@@ -35,7 +40,8 @@ from stream.trigno.protocol import (
     parse_yes_no,
     unit_factor,
 )
-from stream.wire.rates import FRAME_PERIOD_S, samples_per_frame
+from stream.wire.layout import IMU_MODALITIES, MODALITIES, PROFILES, frame_period
+from stream.wire.rates import FRAME_PERIOD_S, parse_rate, samples_per_frame
 
 log = logging.getLogger("stream.trigno.client")
 
@@ -94,6 +100,13 @@ class ClientSettings:
     timeout_s: float
     backwards_compatibility: bool = True
     upsample: bool = False
+    modalities: tuple[str, ...] = MODALITIES  # the layout's: which AUX channels the sensors must send
+    profile: str = ""  # the [sensors] profile, for messages
+
+    @property
+    def reads_aux(self) -> bool:
+        """An sEMG-only layout needs nothing from the AUX port, so the client does not connect it."""
+        return any(name in IMU_MODALITIES for name in self.modalities)
 
 
 class CommandSession:
@@ -212,56 +225,158 @@ def describe_base(session: CommandSession, slots: tuple[int, ...]) -> BaseInfo:
 
 def check_setup(info: BaseInfo, settings: ClientSettings) -> SlotMapping:
     """The slot mapping with unit factors, or TrignoSetupError saying what differs and how to fix it."""
-    if abs(info.frame_interval_s - float(FRAME_PERIOD_S)) > 1e-6:
-        raise TrignoSetupError(f"base reports a frame interval of {info.frame_interval_s} s; this client needs 0.0135 s")
-    emg_per_frame, imu_per_frame = samples_per_frame(settings.emg_rate_hz), samples_per_frame(settings.imu_rate_hz)
-    if info.max_samples_emg != emg_per_frame or info.max_samples_aux != imu_per_frame:
-        raise TrignoSetupError(
-            f"base sends {info.max_samples_emg} EMG and {info.max_samples_aux} AUX samples per frame; [sensors] rates "
-            f"need {emg_per_frame} and {imu_per_frame} (check [acquire.trigno] backwards_compatibility / upsample "
-            "and the sensors' modes)"
-        )
+    _check_frame_interval(info, settings)
+    for slot_info in info.slots:
+        if not slot_info.paired:
+            raise TrignoSetupError(f"slot {slot_info.slot} has no paired sensor; pair it, or fix [acquire.trigno] slots")
+    _check_stream(info, settings)
     emg_factors, acc_factors, gyro_factors = [], [], []
     for slot_info in info.slots:
-        slot = slot_info.slot
-        if not slot_info.paired:
-            raise TrignoSetupError(f"slot {slot} has no paired sensor; pair it, or fix [acquire.trigno] slots")
-        if slot_info.emg_channel_count < 1 or slot_info.aux_channel_count < AXES:
-            raise TrignoSetupError(
-                f"slot {slot}: {slot_info.emg_channel_count} EMG and {slot_info.aux_channel_count} AUX channels; this "
-                "client needs 1 EMG channel and an accelerometer (choose a sensor mode with EMG + IMU)"
-            )
-        if slot_info.start_index != slot:
-            # STARTINDEX is the 1-based column of the sensor's first value in a data row: the slot
-            # itself for one-EMG-channel sensors; multi-channel sensors (Quattro) shift the columns.
-            raise TrignoSetupError(
-                f"slot {slot} reports STARTINDEX {slot_info.start_index}: this client reads one EMG channel per "
-                "slot at column = slot (multi-channel sensors such as Quattro are not supported)"
-            )
-        needed = 1 + (2 * AXES if slot_info.aux_channel_count >= 2 * AXES and settings.layout.has_gyroscope else AXES)
-        if len(slot_info.channels) < needed:  # CHANNELCOUNT? disagrees with EMG/AUXCHANNELCOUNT?
-            raise TrignoSetupError(
-                f"slot {slot} reports {slot_info.channel_count} channels but {slot_info.emg_channel_count} EMG + "
-                f"{slot_info.aux_channel_count} AUX; this client needs {needed} (EMG, accelerometer"
-                f"{', gyroscope' if needed > 1 + AXES else ''}): the base's replies disagree"
-            )
-        expected = [settings.emg_rate_hz] + [settings.imu_rate_hz] * (slot_info.channel_count - 1)
-        for number, (channel, rate) in enumerate(zip(slot_info.channels, expected), start=1):
-            if channel.rate_hz != rate:
-                raise TrignoSetupError(
-                    f"slot {slot} channel {number} runs at {float(channel.rate_hz):.3f} Hz; [sensors] expects "
-                    f"{float(rate):.3f} Hz ({rate}): set the sensor mode or [acquire.trigno] backwards_compatibility/"
-                    "upsample so they agree"
-                )
-        units = [channel.unit for channel in slot_info.channels]
-        factor = _factor(slot, units[0], "emg")
-        emg_factors.append(factor)
-        acc_factors += [_factor(slot, unit, "acc") for unit in units[1:1 + AXES]]
-        if slot_info.aux_channel_count >= 2 * AXES and settings.layout.has_gyroscope:
-            gyro_factors += [_factor(slot, unit, "gyro") for unit in units[1 + AXES:1 + 2 * AXES]]
-        else:
-            gyro_factors += [float("nan")] * AXES
+        emg, acc, gyro = _check_slot(slot_info, settings)
+        emg_factors.append(emg)
+        acc_factors += acc
+        gyro_factors += gyro
     return SlotMapping.build(settings.slots, settings.layout, emg_factors, acc_factors, gyro_factors)
+
+
+def _check_frame_interval(info: BaseInfo, settings: ClientSettings) -> None:
+    if abs(info.frame_interval_s - float(FRAME_PERIOD_S)) > 1e-6:
+        raise TrignoSetupError(f"base reports a frame interval of {info.frame_interval_s} s; this client needs 0.0135 s")
+    # Our frames are the base's frames: the layout's frame period must be the same 13.5 ms.
+    layout_period = frame_period([settings.emg_rate_hz, settings.imu_rate_hz])
+    if layout_period != FRAME_PERIOD_S:
+        raise TrignoSetupError(
+            f"[sensors] rates {settings.emg_rate_hz} and {settings.imu_rate_hz} Hz give {float(layout_period) * 1000:g} "
+            "ms frames; a Trigno base frames every 13.5 ms (use a Trigno [sensors] profile)"
+        )
+
+
+@dataclass(frozen=True)
+class StreamShape:
+    """Samples per frame on each port and the modalities sent: what a base sends or a layout needs."""
+
+    emg_samples: int
+    aux_samples: int
+    modalities: tuple[str, ...]
+
+    def describe(self, aux_read: bool = True) -> str:
+        rates = f"sEMG {float(self.emg_samples / FRAME_PERIOD_S):.3f} Hz"
+        if not aux_read:
+            return f"{self.emg_samples} EMG samples per frame ({rates}; emg only)"
+        rates += f", IMU {float(self.aux_samples / FRAME_PERIOD_S):.3f} Hz"
+        return (f"{self.emg_samples} EMG and {self.aux_samples} AUX samples per frame ({rates}; "
+                f"{', '.join(self.modalities)})")
+
+
+def base_stream(info: BaseInfo, settings: ClientSettings) -> StreamShape:
+    """What the base sends for the configured slots: a modality counts when every slot has it."""
+    aux_counts = [slot_info.aux_channel_count for slot_info in info.slots if slot_info.paired] or [0]
+    modalities = ["emg"]
+    if min(aux_counts) >= AXES:
+        modalities.append("acc")
+        if min(aux_counts) >= 2 * AXES and settings.layout.has_gyroscope:
+            modalities.append("gyro")
+    return StreamShape(info.max_samples_emg, info.max_samples_aux, tuple(modalities))
+
+
+def layout_stream(settings: ClientSettings) -> StreamShape:
+    return StreamShape(samples_per_frame(settings.emg_rate_hz), samples_per_frame(settings.imu_rate_hz),
+                       tuple(settings.modalities))
+
+
+def fitting_profiles(sent: StreamShape) -> list[str]:
+    """Built-in [sensors] profiles whose layout is what the base sends (sEMG and AUX rates, modalities)."""
+    fitting = []
+    for name, profile in PROFILES.items():
+        sensors = profile["sensors"]
+        rates = (parse_rate(sensors["emg_rate_hz"]) * FRAME_PERIOD_S, parse_rate(sensors["imu_rate_hz"]) * FRAME_PERIOD_S)
+        modalities = tuple(modality for modality in MODALITIES if modality in sensors["modalities"])
+        aux_matters = any(modality in IMU_MODALITIES for modality in modalities)
+        if rates[0] == sent.emg_samples and (rates[1] == sent.aux_samples or not aux_matters) and modalities == sent.modalities:
+            fitting.append(name)
+    return fitting
+
+
+def _check_stream(info: BaseInfo, settings: ClientSettings) -> None:
+    """Samples per frame and modalities against the layout: refused in one line naming both, the
+    profile that would fit the base, and the setting that made the base send what it sends."""
+    sent, needed = base_stream(info, settings), layout_stream(settings)
+    rates_differ = sent.emg_samples != needed.emg_samples or (settings.reads_aux and sent.aux_samples != needed.aux_samples)
+    aux_counts = [slot_info.aux_channel_count for slot_info in info.slots]
+    missing = [name for name, channels in (("acc", AXES), ("gyro", 2 * AXES)) if name in settings.modalities
+               and not any(count >= channels for count in aux_counts)]
+    if missing == ["gyro"] and not settings.layout.has_gyroscope:
+        missing = []  # the legacy 48-value AUX port: TrignoSource refuses gyro with it; the client gives NaN
+    if not rates_differ and not missing:
+        return
+    wanted = f"[sensors] profile {settings.profile}" if settings.profile else "[sensors]"
+    fitting = fitting_profiles(sent)
+    quoted = " or ".join(f'"{name}"' for name in fitting)  # as the TOML line would read
+    fit = (f"[sensors] profile = {quoted} fits the base" if fitting
+           else "no built-in [sensors] profile fits the base")
+    raise TrignoSetupError(f"the base sends {sent.describe()}, but {wanted} needs "
+                           f"{needed.describe(settings.reads_aux)}: {fit}{_setting_hint(sent, needed, settings, missing)}")
+
+
+def _setting_hint(sent: StreamShape, needed: StreamShape, settings: ClientSettings, missing: list[str]) -> str:
+    """Why the base may send what it sends, when a client setting is the likely cause."""
+    if missing:
+        modes = "an EMG + IMU mode" if "gyro" in missing else "a mode with the accelerometer"
+        legacy = "; the 48-value legacy AUX port carries no gyroscope" if not settings.layout.has_gyroscope else ""
+        return f" (the sensors' mode sends no {' or '.join(missing)}: choose {modes} in the Trigno software{legacy})"
+    legacy_rates = (needed.emg_samples, needed.aux_samples) == (LEGACY_EMG_SAMPLES, LEGACY_AUX_SAMPLES)
+    if settings.upsample and sent.emg_samples == UPSAMPLED_EMG_SAMPLES:
+        return " ([acquire.trigno] upsample = true makes the base send 2000 Hz sEMG)"
+    if settings.backwards_compatibility and not legacy_rates:
+        return (" ([acquire.trigno] backwards_compatibility = true resamples every sensor to 1111.111 Hz sEMG and "
+                "148.148 Hz IMU; set it to false for the sensors' own rates)")
+    if not settings.backwards_compatibility and legacy_rates:
+        return (" ([acquire.trigno] backwards_compatibility = false gives the sensors' own rates; true resamples them to "
+                "1111.111 Hz sEMG and 148.148 Hz IMU)")
+    return ""  # the sensors' mode itself differs: change it, or the profile
+
+
+def _check_slot(slot_info: SlotInfo, settings: ClientSettings) -> tuple[float, list[float], list[float]]:
+    """One slot's channels against the layout; its unit factors (emg, acc x3, gyro x3), NaN where the
+    layout or the sensor has no such channel."""
+    slot = slot_info.slot
+    wants_acc = "acc" in settings.modalities
+    has_acc = slot_info.aux_channel_count >= AXES
+    has_gyro = slot_info.aux_channel_count >= 2 * AXES and settings.layout.has_gyroscope
+    uses_gyro = has_gyro and "gyro" in settings.modalities
+    if slot_info.emg_channel_count < 1 or (wants_acc and not has_acc):
+        raise TrignoSetupError(
+            f"slot {slot}: {slot_info.emg_channel_count} EMG and {slot_info.aux_channel_count} AUX channels; this "
+            f"client needs 1 EMG channel{' and an accelerometer' if wants_acc else ''} ([sensors] modalities "
+            f"{', '.join(settings.modalities)}): choose a sensor mode that sends them"
+        )
+    if slot_info.start_index != slot:
+        # STARTINDEX is the 1-based column of the sensor's first value in a data row: the slot
+        # itself for one-EMG-channel sensors; multi-channel sensors (Quattro) shift the columns.
+        raise TrignoSetupError(
+            f"slot {slot} reports STARTINDEX {slot_info.start_index}: this client reads one EMG channel per "
+            "slot at column = slot (multi-channel sensors such as Quattro are not supported)"
+        )
+    needed = 1 + (2 * AXES if uses_gyro else AXES if wants_acc else 0)
+    if len(slot_info.channels) < needed:  # CHANNELCOUNT? disagrees with EMG/AUXCHANNELCOUNT?
+        raise TrignoSetupError(
+            f"slot {slot} reports {slot_info.channel_count} channels but {slot_info.emg_channel_count} EMG + "
+            f"{slot_info.aux_channel_count} AUX; this client needs {needed} (EMG"
+            f"{', accelerometer' if wants_acc else ''}{', gyroscope' if uses_gyro else ''}): the base's replies disagree"
+        )
+    expected = [settings.emg_rate_hz] + [settings.imu_rate_hz] * (needed - 1)
+    for number, (channel, rate) in enumerate(zip(slot_info.channels, expected), start=1):
+        if channel.rate_hz != rate:
+            raise TrignoSetupError(
+                f"slot {slot} channel {number} runs at {float(channel.rate_hz):.3f} Hz; [sensors] expects "
+                f"{float(rate):.3f} Hz ({rate}): set the sensor mode or [acquire.trigno] backwards_compatibility/"
+                "upsample so they agree"
+            )
+    units = [channel.unit for channel in slot_info.channels]
+    nan = [float("nan")] * AXES
+    acc = [_factor(slot, unit, "acc") for unit in units[1:1 + AXES]] if wants_acc else nan
+    gyro = [_factor(slot, unit, "gyro") for unit in units[1 + AXES:1 + 2 * AXES]] if uses_gyro else nan
+    return _factor(slot, units[0], "emg"), acc, gyro
 
 
 def _factor(slot: int, unit: str, modality: str) -> float:
@@ -275,15 +390,21 @@ def _factor(slot: int, unit: str, modality: str) -> float:
 
 
 class FrameReader:
-    """Exactly one frame of rows from each data port per call, across any split of the bytes."""
+    """Exactly one frame of rows from each data port per call, across any split of the bytes.
 
-    def __init__(self, emg_socket: socket.socket, aux_socket: socket.socket, layout: DataLayout,
+    ``aux_socket`` None: the AUX port is not read (an sEMG-only layout); its rows are then (0, values)."""
+
+    def __init__(self, emg_socket: socket.socket, aux_socket: socket.socket | None, layout: DataLayout,
                  emg_per_frame: int, aux_per_frame: int, timeout_s: float) -> None:
-        self._sockets = (emg_socket, aux_socket)
-        self._shapes = ((emg_per_frame, layout.emg_row_values), (aux_per_frame, layout.aux_row_values))
-        self._buffers = [bytearray(emg_per_frame * layout.emg_row_bytes), bytearray(aux_per_frame * layout.aux_row_bytes)]
+        ports = [(emg_socket, emg_per_frame, layout.emg_row_values)]
+        if aux_socket is not None:
+            ports.append((aux_socket, aux_per_frame, layout.aux_row_values))
+        self._sockets = tuple(sock for sock, _, _ in ports)
+        self._shapes = tuple((rows, values) for _, rows, values in ports)
+        self._buffers = [bytearray(rows * values * FLOAT_BYTES) for rows, values in self._shapes]
         self._views = [memoryview(buffer) for buffer in self._buffers]
-        self._filled = [0, 0]
+        self._filled = [0] * len(ports)
+        self._unread_aux = () if aux_socket is not None else (np.zeros((0, layout.aux_row_values), np.float32),)
         self._timeout_s = timeout_s
         self._ports = tuple(sock.getpeername()[1] for sock in self._sockets)
         self.bytes_received = 0
@@ -307,11 +428,11 @@ class FrameReader:
             except (OSError, ValueError) as error:  # closed under us (close() from another thread)
                 raise TrignoConnectionError(f"data port closed while waiting: {error}") from None
         rows = tuple(np.frombuffer(buffer, dtype="<f4").reshape(shape).copy() for buffer, shape in zip(self._buffers, self._shapes))
-        self._filled = [0, 0]
-        return rows
+        self._filled = [0] * len(self._buffers)
+        return rows + self._unread_aux
 
     def _incomplete(self) -> list[int]:
-        return [index for index in (0, 1) if self._filled[index] < len(self._buffers[index])]
+        return [index for index in range(len(self._buffers)) if self._filled[index] < len(self._buffers[index])]
 
     def _fill(self, index: int) -> None:
         """Take what the kernel has for port ``index``, up to the end of this frame (the rest stays queued)."""
@@ -347,19 +468,20 @@ class TrignoClient:
             configure(self.session, settings)
             self.info = describe_base(self.session, settings.slots)
             self.mapping = check_setup(self.info, settings)
-            for port in (settings.emg_port, settings.aux_port):
+            for port in (settings.emg_port, settings.aux_port) if settings.reads_aux else (settings.emg_port,):
                 try:
                     self._data_sockets.append(socket.create_connection((settings.host, port), timeout=settings.timeout_s))
                 except OSError as error:
                     raise TrignoConnectionError(f"cannot connect to data port {settings.host}:{port}: {error}") from None
-            self.reader = FrameReader(*self._data_sockets, settings.layout, samples_per_frame(settings.emg_rate_hz),
+            emg_socket, aux_socket = self._data_sockets[0], (self._data_sockets[1:] or [None])[0]
+            self.reader = FrameReader(emg_socket, aux_socket, settings.layout, samples_per_frame(settings.emg_rate_hz),
                                       samples_per_frame(settings.imu_rate_hz), settings.timeout_s)
             check_reply("START", self.session.query("START"))
         except BaseException:
             self.close(send_stop=False)
             raise
-        log.info("Trigno protocol %s: streaming slots %s (%s layout)", self.info.protocol_version,
-                 list(settings.slots), settings.layout.name)
+        log.info("Trigno protocol %s: streaming slots %s (%s AUX layout): %s", self.info.protocol_version,
+                 list(settings.slots), settings.layout.name, base_stream(self.info, settings).describe(settings.reads_aux))
 
     def read_frame(self) -> tuple[np.ndarray, np.ndarray]:
         if self.reader is None:

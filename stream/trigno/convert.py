@@ -110,16 +110,19 @@ def encode_rows(emg_mv: np.ndarray, acc_g: np.ndarray, gyro_dps: np.ndarray, slo
     """Our sensors' frame -> the rows a base station sends (float32, volts / g / deg/s).
 
     Empty slots and the magnetometer values are zeros; NaN (a dropped sensor) is sent as zeros, as
-    the base station fills a slot it has no data for.
+    the base station fills a slot it has no data for. A modality the frame does not have (an array
+    with no columns) is zeros too.
     """
     emg_rows = np.zeros((emg_mv.shape[0], layout.emg_row_values), np.float32)
     aux_rows = np.zeros((acc_g.shape[0], layout.aux_row_values), np.float32)
     stride = layout.aux_values_per_slot
+    has_acc, has_gyro = acc_g.shape[1] > 0, gyro_dps.shape[1] > 0 and layout.has_gyroscope
     for sensor, slot in enumerate(slots):
         emg_rows[:, slot - 1] = emg_mv[:, sensor] / np.float32(1000.0)
         start = stride * (slot - 1)
-        aux_rows[:, start:start + AXES] = acc_g[:, AXES * sensor:AXES * sensor + AXES]
-        if layout.has_gyroscope:
+        if has_acc:
+            aux_rows[:, start:start + AXES] = acc_g[:, AXES * sensor:AXES * sensor + AXES]
+        if has_gyro:
             aux_rows[:, start + AXES:start + 2 * AXES] = gyro_dps[:, AXES * sensor:AXES * sensor + AXES]
     np.nan_to_num(emg_rows, copy=False, nan=0.0)
     np.nan_to_num(aux_rows, copy=False, nan=0.0)

@@ -3,7 +3,8 @@
 Command port: a banner on connect, then one reply per CR LF CR LF terminated command
 (``EmulatedBase.reply``). Data ports: while started, every 13.5 ms tick one frame of float32 rows
 (16 EMG values per sample on the EMG ports; 48 or 144 AUX values on the legacy and IMU AUX ports),
-empty slots as zeros. The frame source advances on every tick whether or not anyone is streaming,
+as many rows as the base's settings and sensor mode give (``EmulatedBase``), empty slots and the
+channels a sensor's mode does not have as zeros. The frame source advances on every tick whether or not anyone is streaming,
 as a base station's clock does, so a client that reconnects has really lost the frames in between.
 
 For tests: ``fragment=True`` splits every write into random pieces (down to one byte), and
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stream.trigno.convert import encode_rows
-from stream.trigno.emulated_base import EmulatedBase
+from stream.trigno.emulated_base import DEFAULT_MODE, SENSOR_MODES, EmulatedBase
 from stream.trigno.protocol import (
     AUX_PORT,
     BANNER_PREFIX,
@@ -41,6 +42,7 @@ from stream.trigno.protocol import (
     MAX_REPLY_BYTES,
     PROTOCOL_VERSION,
     TERMINATOR,
+    DataLayout,
 )
 from stream.wire.frames import Frame
 from stream.wire.rates import FRAME_PERIOD_S
@@ -78,10 +80,10 @@ class TrignoEmulator:
 
     def __init__(self, frames: Iterable[Frame], *, slots=(1, 2, 3, 4, 5, 6), acc_only_slots=(),
                  host: str = "127.0.0.1", ports: EmulatorPorts = EmulatorPorts(), fragment: bool = False,
-                 seed: int = 0, speed: float = 1.0) -> None:
+                 seed: int = 0, speed: float = 1.0, mode: str = DEFAULT_MODE) -> None:
         if speed <= 0:
             raise ValueError(f"speed {speed} must be > 0")
-        self.base = EmulatedBase.with_slots(slots, acc_only_slots)
+        self.base = EmulatedBase.with_slots(slots, acc_only_slots, mode)
         self.slots = tuple(slots)
         self.host = host
         self.fragment = fragment
@@ -103,6 +105,8 @@ class TrignoEmulator:
         self.frames_sent_at_drop: list[tuple[int, int]] = []  # (frames generated, frames sent) per drop
         self.source_exhausted = False
         self.connections_accepted = 0
+        self._blank_columns = {layout.name: _missing_channel_columns(self.base, layout)
+                               for layout in (LEGACY_LAYOUT, IMU_LAYOUT)}
 
     # -- life cycle -------------------------------------------------------------------------------
     def start(self) -> TrignoEmulator:
@@ -235,6 +239,8 @@ class TrignoEmulator:
                 continue
             emg_rows, aux_rows = encode_rows(frame.emg, frame.acc, frame.gyro, self.slots, layout)
             emg_rows = _hold(emg_rows, self.base.emg_samples_per_frame)
+            aux_rows = _hold(aux_rows, self.base.aux_samples_per_frame)
+            aux_rows[:, self._blank_columns[layout.name]] = 0.0  # channels the sensors' mode does not send
             payloads[prefix + "emg"] = emg_rows.astype(dtype).tobytes()
             payloads[prefix + "aux"] = aux_rows.astype(dtype).tobytes()
         for kind, payload in payloads.items():
@@ -280,10 +286,21 @@ class TrignoEmulator:
 
 
 def _hold(rows: np.ndarray, samples: int) -> np.ndarray:
-    """Sample-and-hold to ``samples`` rows per frame (the base's upsampled or native EMG rates)."""
+    """Sample-and-hold to ``samples`` rows per frame (the base's rates when the source's differ);
+    zeros when the source has no such rows at all (an sEMG-only source on a base that frames AUX)."""
     if rows.shape[0] == samples:
         return rows
+    if rows.shape[0] == 0:
+        return np.zeros((samples, rows.shape[1]), rows.dtype)
     return rows[(np.arange(samples) * rows.shape[0]) // samples]
+
+
+def _missing_channel_columns(base: EmulatedBase, layout: DataLayout) -> np.ndarray:
+    """AUX columns of paired slots whose sensor has no such channel (no gyroscope, no AUX at all)."""
+    stride = layout.aux_values_per_slot
+    columns = [stride * (slot - 1) + value for slot, sensor in base.sensors.items()
+               for value in range(min(sensor.aux_channel_count, stride), stride)]
+    return np.array(columns, dtype=np.intp)
 
 
 def _close(sock: socket.socket) -> None:
@@ -305,16 +322,20 @@ def main(argv=None) -> int:
     parser.add_argument("--fragment", action="store_true", help="split every write into random small pieces")
     parser.add_argument("--acc-only-slots", default="", help="comma-separated slots whose sensors have no gyroscope")
     parser.add_argument("--speed", type=float, default=1.0, help="frames per 13.5 ms (1.0 = real time)")
+    parser.add_argument("--mode", choices=tuple(SENSOR_MODES), default=None,
+                        help="the sensors' mode (default: the config's [sensors] profile when it is a Trigno mode, "
+                             f"else {DEFAULT_MODE})")
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args(argv)
     config = load_config_or_exit(arguments)
     try:
         ports = EmulatorPorts.parse(arguments.ports) if arguments.ports else EmulatorPorts()
         acc_only = tuple(int(slot) for slot in arguments.acc_only_slots.split(",") if slot.strip())
+        mode = arguments.mode or (config.sensors.profile if config.sensors.profile in SENSOR_MODES else DEFAULT_MODE)
         frames = open_frame_source(arguments.source, config, arguments.seed)
         emulator = TrignoEmulator(frames, slots=config.acquire.trigno.slots, acc_only_slots=acc_only,
                                   host=config.acquire.trigno.host, ports=ports, fragment=arguments.fragment,
-                                  seed=arguments.seed, speed=arguments.speed)
+                                  seed=arguments.seed, speed=arguments.speed, mode=mode)
         emulator.start()
     except (ValueError, OSError, ImportError) as error:
         print(f"stream-trigno-emulator: {error}", flush=True)
@@ -324,8 +345,8 @@ def main(argv=None) -> int:
         signal.signal(signal_number, lambda *_: stop.set())
     # SIGUSR1 drops every client connection, as a lost link would (the handler only sets a flag).
     signal.signal(signal.SIGUSR1, lambda *_: emulator.drop_connections())
-    print(json.dumps({"listening": emulator.ports.__dict__, "host": emulator.host, "source": arguments.source}),
-          flush=True)
+    print(json.dumps({"listening": emulator.ports.__dict__, "host": emulator.host, "source": arguments.source,
+                      "mode": mode}), flush=True)
     try:
         while not stop.wait(0.2):
             pass

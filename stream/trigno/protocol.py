@@ -30,6 +30,12 @@ PROTOCOL_VERSION = "3.6.0"
 SLOT_COUNT = 16
 FLOAT_BYTES = 4
 MAX_REPLY_BYTES = 4096  # a reply longer than this is garbage, not a Trigno reply
+# Samples per 13.5 ms frame that the base's settings impose on every sensor mode (public clients'
+# reports; docs/TRIGNO.md): backwards compatibility resamples to 1111.1 Hz EMG and 148.1 Hz AUX,
+# upsampling gives 2000 Hz EMG. With backwards compatibility off each sensor sends at its mode's rates.
+LEGACY_EMG_SAMPLES = 15
+LEGACY_AUX_SAMPLES = 2
+UPSAMPLED_EMG_SAMPLES = 27
 
 # Error replies. Clients that check for errors look for "INVALID"; "CANNOT COMPLETE" is what the
 # emulator answers to a well-formed request it cannot carry out (an empty slot, a channel that

@@ -176,3 +176,46 @@ def test_stream_acquire_stops_within_2_s_even_when_the_base_goes_silent(processe
     finally:
         emulator.send_signal(signal.SIGCONT)
     frames_socket.close(linger=0)
+
+
+def test_stream_acquire_streams_a_base_in_another_sensor_mode(processes, zmq_context, tmp_path):
+    # One config for both: the emulator takes its sensor mode and test signal from [sensors] profile,
+    # stream-acquire its layout; backwards compatibility off gives the mode's own rates.
+    profile = '[sensors]\nprofile = "trigno-emg1926"\n'
+    base_config, _ = write_config(tmp_path, profile)
+    emulator, ports = start_emulator(processes, base_config)
+    config_path, endpoints = write_config(tmp_path, profile + trigno_toml(ports, backwards_compatibility=False))
+    config = load_config(config_path)
+    spec = FrameSpec.from_config(config)
+    frames_socket = subscriber(zmq_context, endpoints["frames"], TOPIC_FRAME)
+    acquire = processes.start_python(["-m", "stream.daemons.acquire", "--config", str(config_path)])
+    frames = []
+
+    def enough(parts) -> bool:
+        frames.append(decode_frame(parts, spec)[1])
+        return len(frames) >= 60
+
+    receive_until(frames_socket, enough, timeout_s=20)
+    assert all(frame.emg.shape == (26, 6) and frame.acc.shape == (1, 18) and frame.gyro.shape == (1, 18)
+               for frame in frames)
+    joined = frames[5:]  # contiguous once the subscriber has joined
+    assert all(later.emg_first_index - earlier.emg_first_index == 26 and later.imu_first_index - earlier.imu_first_index == 1
+               for earlier, later in zip(joined, joined[1:]))
+    assert all(frame.emg_first_index == 26 * frame.imu_first_index for frame in frames)  # one clock, no drift
+    assert all(np.isfinite(frame.gyro).all() for frame in frames)
+    assert stop_and_time(acquire, timeout_s=8.0) < 8.0 and acquire.returncode == 0
+    assert stop_and_time(emulator) < 3.0 and emulator.returncode == 0
+    frames_socket.close(linger=0)
+
+
+def test_stream_acquire_refuses_a_base_in_another_sensor_mode_in_one_line(processes, tmp_path):
+    base_config, _ = write_config(tmp_path)
+    emulator, ports = start_emulator(processes, base_config, "0,0,0,0,0", "--mode", "trigno-emg-acc")
+    config_path, _ = write_config(tmp_path, trigno_toml(ports, max_reconnect_attempts=5))
+    acquire = processes.start_python(["-m", "stream.daemons.acquire", "--config", str(config_path)])
+    out, err = acquire.communicate(timeout=30)
+    text = (out + err).decode()
+    assert acquire.returncode == 1, text[-2000:]
+    lines = [line for line in text.splitlines() if "the base sends" in line]
+    assert len(lines) == 1 and '[sensors] profile = "trigno-emg-acc" fits the base' in lines[0], text[-2000:]
+    assert stop_and_time(emulator) < 3.0 and emulator.returncode == 0
