@@ -207,6 +207,17 @@ class SegmentationConfig:
     local_rise: float = 2.0
     baseline_update_ratio: float = 4.0
     average_earlier_s: tuple[float, ...] = ()
+    # sEMG thresholds that follow the signer (stream.stages.segmenter): on = contrast ** on_exponent,
+    # off = contrast ** off_exponent, where contrast is the signer's activity over rest (learned from
+    # the peaks of the signs found, starting at initial_contrast), each between its min and the fixed
+    # emg_on_threshold / emg_off_threshold above. false: the fixed thresholds alone.
+    adaptive_thresholds: bool = True
+    initial_contrast: float = 30.0
+    on_exponent: float = 0.75
+    off_exponent: float = 0.45
+    emg_on_min: float = 4.0
+    emg_off_min: float = 2.0
+    contrast_learning: float = 0.2
 
     def __post_init__(self) -> None:
         _require(0 <= self.release_fraction < 1, "segmentation.release_fraction", self.release_fraction,
@@ -229,6 +240,18 @@ class SegmentationConfig:
         _require(self.hold_off_s >= 0, "segmentation.hold_off_s", self.hold_off_s, ">= 0")
         _require(self.baseline_time_constant_s > 0, "segmentation.baseline_time_constant_s",
                  self.baseline_time_constant_s, "> 0")
+        _require(self.initial_contrast > 1, "segmentation.initial_contrast", self.initial_contrast,
+                 "> 1 (activity over rest; real arm muscles 10-40, docs/DATA.md)")
+        _require(0 < self.off_exponent <= self.on_exponent <= 1, "segmentation.on_exponent",
+                 [self.off_exponent, self.on_exponent], "0 < off_exponent <= on_exponent <= 1")
+        _require(1 < self.emg_off_min <= self.emg_on_min, "segmentation.emg_off_min", [self.emg_off_min, self.emg_on_min],
+                 "1 < emg_off_min <= emg_on_min")
+        _require(self.emg_on_min <= self.emg_on_threshold, "segmentation.emg_on_min", self.emg_on_min,
+                 "<= emg_on_threshold (the adaptive on threshold lies between them)")
+        _require(self.emg_off_min <= self.emg_off_threshold, "segmentation.emg_off_min", self.emg_off_min,
+                 "<= emg_off_threshold")
+        _require(0 <= self.contrast_learning <= 1, "segmentation.contrast_learning", self.contrast_learning,
+                 "0 (keep initial_contrast) to 1 (the last sign's alone)")
 
 
 @dataclass(frozen=True)
@@ -267,6 +290,9 @@ class SyntheticSourceConfig:
     signs: tuple[str, ...] = ()
     fidget_probability: float = 0.3
     dropouts: bool = True
+    # The signer model (stream.synth.signer.GENERATOR_VERSIONS; checked where the signer is made, since
+    # config does not import the simulator): 5 = synth-v7's, 4 = synth-v6's.
+    generator_version: int = 5
 
     def __post_init__(self) -> None:
         low, high = self.rest_s

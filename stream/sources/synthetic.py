@@ -23,7 +23,7 @@ from stream.recording import Annotation, Gap
 from stream.synth.performance import plan_fidget, plan_sign
 from stream.synth.render import StreamState, render
 from stream.synth.session import SENSOR_NAMES, session_annotations
-from stream.synth.signer import make_signer
+from stream.synth.signer import donning_gain, make_signer
 from stream.synth.vocabulary import LABELS
 from stream.wire.frames import Frame
 from stream.wire.rates import EMG_RATE_HZ, EMG_SAMPLES_PER_FRAME, FRAME_PERIOD_S, IMU_RATE_HZ, IMU_SAMPLES_PER_FRAME
@@ -31,7 +31,8 @@ from stream.wire.rates import EMG_RATE_HZ, EMG_SAMPLES_PER_FRAME, FRAME_PERIOD_S
 log = logging.getLogger("stream.sources.synthetic")
 FRAME_S = float(FRAME_PERIOD_S)
 TAIL_S = 0.05  # a piece ends this long after its sign, so the sign's last samples are in it
-LATE_RESET_S = 0.5  # further behind than this (machine suspended?): restart the clock, do not burst
+LATE_RESET_S = 0.5
+LIVE_DONNING = 1000  # the live signer's sitting: none of a data set's (stream.synth.session)  # further behind than this (machine suspended?): restart the clock, do not burst
 
 
 class SyntheticSource:
@@ -52,9 +53,9 @@ class SyntheticSource:
                              f"known: {', '.join(LABELS)}")
         self.sign_indices = tuple(LABELS.index(name) for name in settings.signs) or tuple(range(len(LABELS)))
         self.settings = settings
-        self.signer = make_signer(settings.seed, settings.signer)
+        self.signer = make_signer(settings.seed, settings.signer, settings.generator_version)
         self.rng = np.random.default_rng(np.random.SeedSequence([settings.seed, 3, settings.signer]))
-        self.state = StreamState.draw(self.rng)
+        self.state = StreamState.draw(self.rng, self.signer.version, donning_gain(self.signer, LIVE_DONNING))
         self.realtime, self.clock, self.sleep = realtime, clock, sleep
         self.annotations: list[Annotation] = []
         self.gaps: list[Gap] = []

@@ -12,6 +12,14 @@ Per model-rate sample (13.5 ms at the default 2000/27 Hz; 20 ms for the myo and 
   quickly (1 s) and rising slowly (``baseline_time_constant_s``), so that a sign never raises it but
   a quieter rest is followed at once (during the first ``warmup_s`` it follows both ways quickly,
   and no sign is detected). A floor keeps the ratio finite on a perfectly still signal.
+- Thresholds that follow the signer (``adaptive_thresholds``, the default): how far a sign rises over
+  rest differs by person, muscle and electrode (real arm recordings 10-40x, our synthetic signer
+  25-90x: docs/DATA.md "Realism"), so the sEMG thresholds are placed on a log scale between rest and
+  this signer's activity: on = contrast ** ``on_exponent``, off = contrast ** ``off_exponent``,
+  each kept within [``emg_on_min``, ``emg_on_threshold``] and [``emg_off_min``, ``emg_off_threshold``].
+  The contrast starts at ``initial_contrast`` (a calibration can set it) and moves towards the peak
+  ratio of every sign whose sEMG crossed the on threshold (an exponential average of logarithms,
+  weight ``contrast_learning``). Without it the fixed thresholds apply.
 - Hysteresis: a sign starts when the sEMG ratio reaches its *on* threshold while the level is also
   ``local_rise`` times its minimum over the last ``local_floor_s`` (so a posture held between signs
   does not count), or when the motion ratio reaches its *on* threshold. It ends when both have
@@ -87,6 +95,7 @@ class SegmenterState:
     floor_window: collections.deque = field(default_factory=collections.deque)  # (index, level), increasing
     quiet_samples: int = 0
     samples_seen: int = 0
+    log_contrast: float = math.nan  # the learned activity-over-rest of this signer (adaptive thresholds)
 
 
 class Segmenter:
@@ -106,13 +115,40 @@ class Segmenter:
         self.min_samples = max(1, round(segmentation.min_sign_s * rate))
         self.max_samples = max(self.min_samples + 1, round(segmentation.max_sign_s * rate))
         self.counters = {"segments": 0, "segments_too_short": 0, "segments_forced": 0, "segments_dropped_invalid": 0}
-        self.state = SegmenterState()
+        self.state = self._fresh_state()
+
+    def _fresh_state(self) -> SegmenterState:
+        return SegmenterState(log_contrast=math.log(self.config.initial_contrast))
 
     def reset(self) -> None:
         """Forget everything (after a gap or a restarted source); baselines are learned again."""
         if self.state.mode == _ACTIVE:
             self.counters["segments_dropped_invalid"] += 1
-        self.state = SegmenterState()
+        self.state = self._fresh_state()
+
+    def emg_thresholds(self) -> tuple[float, float]:
+        """The sEMG (on, off) ratios to the rest baseline in force now."""
+        configuration = self.config
+        if not configuration.adaptive_thresholds:
+            return configuration.emg_on_threshold, configuration.emg_off_threshold
+        on = min(configuration.emg_on_threshold,
+                 max(configuration.emg_on_min, math.exp(configuration.on_exponent * self.state.log_contrast)))
+        off = min(configuration.emg_off_threshold, on,
+                  max(configuration.emg_off_min, math.exp(configuration.off_exponent * self.state.log_contrast)))
+        return on, off
+
+    @property
+    def contrast(self) -> float:
+        """The signer's activity over rest as learned so far (``initial_contrast`` until a sign is seen)."""
+        return math.exp(self.state.log_contrast)
+
+    def _learn_contrast(self, emg_on: float) -> None:
+        """After a sign: move the contrast towards its peak ratio, if its sEMG crossed the on threshold
+        (a sign found on motion alone says nothing about the sEMG's range)."""
+        state, configuration = self.state, self.config
+        peak_ratio = state.peak_emg / max(state.emg_baseline, configuration.emg_floor)
+        if configuration.adaptive_thresholds and peak_ratio >= emg_on:
+            state.log_contrast += configuration.contrast_learning * (math.log(peak_ratio) - state.log_contrast)
 
     @property
     def active(self) -> bool:
@@ -146,6 +182,7 @@ class Segmenter:
         energy, motion = self.features(emg, gyro)
         segments: list[Segment] = []
         configuration = self.config
+        emg_on, emg_off = self.emg_thresholds()
         for offset in range(count):
             index = block.first_index + offset
             if not valid[offset] or not (math.isfinite(energy[offset]) and math.isfinite(motion[offset])):
@@ -164,12 +201,12 @@ class Segmenter:
             local_floor = self._local_floor(index, state.emg_level)
             # On: sEMG well above rest *and* rising well above its recent floor (a held posture
             # between signs keeps sEMG up without being a sign), or strong motion.
-            loud = ((emg_ratio >= configuration.emg_on_threshold
+            loud = ((emg_ratio >= emg_on
                      and state.emg_level >= configuration.local_rise * max(local_floor, configuration.emg_floor))
                     or motion_ratio >= configuration.motion_on_threshold)
             # Off: below the off threshold, or (sEMG) fallen well below this sign's own peak, which
             # separates two signs joined by a held transition (arm not lowered between them).
-            emg_quiet = (emg_ratio < configuration.emg_off_threshold
+            emg_quiet = (emg_ratio < emg_off
                          or (state.mode != _IDLE and state.emg_level < configuration.release_fraction * state.peak_emg))
             motion_quiet = motion_ratio < configuration.motion_off_threshold
             quiet = emg_quiet and motion_quiet
@@ -189,9 +226,14 @@ class Segmenter:
                 if state.quiet_samples >= self.hold_off_samples:
                     end = index + 1 - state.quiet_samples
                     state.mode = _IDLE
+                    # The next sign must rise local_rise times over what came after this one: a
+                    # posture held after a sign (the arm not lowered) is not a new sign.
+                    state.floor_window.clear()
                     if end - state.start_index >= self.min_samples:
                         segments.append(Segment(state.start_index, end, index + 1))
                         self.counters["segments"] += 1
+                        self._learn_contrast(emg_on)
+                        emg_on, emg_off = self.emg_thresholds()
                     else:
                         self.counters["segments_too_short"] += 1
                 elif index + 1 - state.start_index >= self.max_samples:
@@ -199,6 +241,8 @@ class Segmenter:
                     self.counters["segments"] += 1
                     self.counters["segments_forced"] += 1
                     state.mode = _REFRACTORY
+                    self._learn_contrast(emg_on)
+                    emg_on, emg_off = self.emg_thresholds()
             else:  # refractory after a forced cut: wait for rest before a new sign may start
                 if quiet:
                     state.mode = _IDLE

@@ -9,6 +9,7 @@ as long as no event crosses a piece boundary.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,13 +80,19 @@ def plan_sign(sign_index: int, onset_s: float, signer: SignerProfile, rng: np.ra
                + rng.normal(0.0, 4.8 * spread, JOINT_COUNT))
     activation = (np.array(sign.activation) * signer.style_activation[sign_index]
                   * rng.lognormal(0.0, 0.19 * spread) * rng.lognormal(0.0, 0.22 * spread, 4))
-    return SignEvent(
+    event = SignEvent(
         sign_index=sign_index, onset_s=float(onset_s), duration_s=duration, ramp_in_s=ramp_in, ramp_out_s=ramp_out,
         posture_deg=posture, activation=activation,
         movement_scale=float(signer.movement_scale * signer.style_movement[sign_index]
                              * rng.lognormal(0.0, 0.16 * spread)),
         warp=float(np.clip(rng.uniform(-0.4, 0.4) * spread, -0.9, 0.9)), handshape_lead=float(rng.uniform(0.5, 1.0)),
     )
+    # Version 5 on: now and then a sign made with a slack hand (tired, hurried): its handshape's
+    # activation at a third to a half. Drawn last, so version 4's random stream is unchanged.
+    electrodes = signer.electrodes
+    if electrodes is not None and rng.random() < electrodes.weak_sign_probability:
+        event = dataclasses.replace(event, activation=event.activation * rng.uniform(0.3, 0.55))
+    return event
 
 
 def plan_fidget(onset_s: float, rng: np.random.Generator) -> PostureEvent:

@@ -15,7 +15,8 @@ without a discontinuity.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -41,10 +42,16 @@ class StreamState:
     sway_phase: np.ndarray  # (2, 5)
     tremor_deg: float
     tremor_hz: float
+    # Generator version 5 on (ones / zeros before): the gain of this sitting's electrodes
+    # (signer.donning_gain), and their contact changing slowly while the stream runs (sweat).
+    session_gain: np.ndarray = field(default_factory=lambda: np.ones(SENSOR_COUNT))  # (6,)
+    gain_drift: np.ndarray = field(default_factory=lambda: np.zeros(SENSOR_COUNT))  # (6,) relative amplitude
+    gain_drift_hz: float = 0.0
+    gain_drift_phase: np.ndarray = field(default_factory=lambda: np.zeros(SENSOR_COUNT))  # (6,)
 
     @classmethod
-    def draw(cls, rng: np.random.Generator) -> StreamState:
-        return cls(
+    def draw(cls, rng: np.random.Generator, version: int = 4, session_gain: np.ndarray | None = None) -> StreamState:
+        state = cls(
             mains_scale=float(rng.lognormal(0.0, 0.5)),
             wander_mv=rng.uniform(0.0003, 0.0012, 3),
             wander_hz=rng.uniform(0.08, 0.7, 3),
@@ -54,26 +61,41 @@ class StreamState:
             tremor_deg=float(rng.uniform(0.015, 0.05)),
             tremor_hz=float(rng.uniform(8.0, 12.0)),
         )
+        if version < 5:
+            return state
+        # Mains pick-up varies less between streams than version 4 let it (real rest: 3-7 % of the power).
+        return dataclasses.replace(
+            state, mains_scale=float(rng.lognormal(0.0, 0.25)),
+            session_gain=np.ones(SENSOR_COUNT) if session_gain is None else np.asarray(session_gain, dtype=np.float64),
+            gain_drift=rng.uniform(0.0, 0.15, SENSOR_COUNT), gain_drift_hz=float(rng.uniform(0.002, 0.01)),
+            gain_drift_phase=rng.uniform(0, 2 * np.pi, SENSOR_COUNT))
 
 
-def semg_spectrum(frequencies: np.ndarray) -> np.ndarray:
+def semg_spectrum(frequencies: np.ndarray, low=60.0, high=120.0) -> np.ndarray:
     """Amplitude response giving a surface-EMG-like spectrum: the two-pole model of Shwedyk et al.
-    (low corner 60 Hz, high corner 120 Hz) inside the sensor's 20-450 Hz band (4th-order edges)."""
-    low, high = 60.0, 120.0
+    (low corner ``low``, high corner ``high`` Hz: 60 and 120 up to generator version 4) inside the
+    sensor's 20-450 Hz band (4th-order edges). Corners given per channel (arrays) give (F, channels)."""
     frequency = np.maximum(frequencies, 1e-6)
+    if np.ndim(low) or np.ndim(high):
+        frequency = frequency[:, None]
     power = (high ** 4 * frequency ** 2) / ((frequency ** 2 + low ** 2) * (frequency ** 2 + high ** 2) ** 2)
     band = 1.0 / np.sqrt(1 + (20.0 / frequency) ** 8) / np.sqrt(1 + (frequency / 450.0) ** 8)
     return np.sqrt(power) * band
 
 
-def band_limited_noise(rng: np.random.Generator, samples: int, channels: int, rate_hz: float) -> np.ndarray:
-    """Unit-RMS Gaussian noise (samples, channels) with the sEMG spectrum (FFT shaping)."""
+def band_limited_noise(rng: np.random.Generator, samples: int, channels: int, rate_hz: float,
+                       low_hz=60.0, high_hz=120.0) -> np.ndarray:
+    """Unit-RMS Gaussian noise (samples, channels) with the sEMG spectrum (FFT shaping); corners per
+    channel when given as arrays."""
     size = max(samples, 64)
     spectrum = np.fft.rfft(rng.standard_normal((size, channels)), axis=0)
-    shape = semg_spectrum(np.fft.rfftfreq(size, 1.0 / rate_hz))
-    shape /= np.sqrt(np.mean(shape[1:] ** 2) * (size // 2) / (size // 2 + 1))
-    noise = np.fft.irfft(spectrum * shape[:, None], n=size, axis=0)[:samples]
-    return noise / max(float(np.sqrt(np.mean(noise ** 2))), 1e-12)
+    shape = semg_spectrum(np.fft.rfftfreq(size, 1.0 / rate_hz), low_hz, high_hz)
+    if shape.ndim == 1:
+        shape /= np.sqrt(np.mean(shape[1:] ** 2) * (size // 2) / (size // 2 + 1))
+        noise = np.fft.irfft(spectrum * shape[:, None], n=size, axis=0)[:samples]
+        return noise / max(float(np.sqrt(np.mean(noise ** 2))), 1e-12)
+    noise = np.fft.irfft(spectrum * shape, n=size, axis=0)[:samples]
+    return noise / np.maximum(np.sqrt(np.mean(noise ** 2, axis=0)), 1e-12)
 
 
 def _motion_artefacts(times_s: np.ndarray, events: list, signer: SignerProfile, rng: np.random.Generator) -> np.ndarray:
@@ -133,6 +155,9 @@ def render(events: list, signer: SignerProfile, state: StreamState, rng: np.rand
     acc, gyro, horizontal = imu_signals(posture + sway + tremor, imu_rate, signer)
     # Muscles drive the performed movement; sway and tremor are too small to show in the sEMG.
     activation[:, 4:] += upper_arm_activation(posture, horizontal, signer.rest_posture_deg, imu_rate)
+    electrodes = signer.electrodes
+    if electrodes is not None:
+        activation += electrodes.tonic_activation
     keep = slice(margin, margin + frames * IMU_SAMPLES_PER_FRAME)
     acc, gyro, activation_imu = acc[keep], gyro[keep], activation
     acc = acc + rng.normal(0.0, 0.003, acc.shape)
@@ -142,8 +167,15 @@ def render(events: list, signer: SignerProfile, state: StreamState, rng: np.rand
     envelope = np.empty((emg_times.size, SENSOR_COUNT))
     for muscle in range(SENSOR_COUNT):
         envelope[:, muscle] = np.interp(emg_times, imu_times, activation_imu[:, muscle])
-    sources = band_limited_noise(rng, emg_times.size, SENSOR_COUNT, emg_rate) * (envelope * signer.mvc_mv)
-    emg = (sources @ signer.mixing.T) * signer.emg_gain
+    if electrodes is None:
+        sources = band_limited_noise(rng, emg_times.size, SENSOR_COUNT, emg_rate) * (envelope * signer.mvc_mv)
+        emg = (sources @ signer.mixing.T) * signer.emg_gain
+    else:
+        sources = band_limited_noise(rng, emg_times.size, SENSOR_COUNT, emg_rate, electrodes.spectrum_low_hz,
+                                     electrodes.spectrum_high_hz) * (envelope * signer.mvc_mv)
+        gain = signer.emg_gain * state.session_gain * (
+            1.0 + state.gain_drift * np.sin(2 * np.pi * state.gain_drift_hz * emg_times[:, None] + state.gain_drift_phase))
+        emg = (sources @ signer.mixing.T) * gain
     emg += band_limited_noise(rng, emg_times.size, SENSOR_COUNT, emg_rate) * signer.noise_floor_mv
     mains = signer.mains_mv * state.mains_scale
     emg += mains * (np.sin(2 * np.pi * MAINS_HZ * emg_times[:, None] + signer.mains_phase)

@@ -15,11 +15,11 @@ import numpy as np
 from stream.recording import Annotation, Recording
 from stream.synth.performance import PostureEvent, SignEvent, plan_fidget, plan_sign
 from stream.synth.render import StreamState, render, sample_index
-from stream.synth.signer import SignerProfile
+from stream.synth.signer import GENERATOR_VERSION, REPETITIONS_PER_DONNING, SignerProfile, donning_gain
 from stream.synth.vocabulary import LABELS, MUSCLES, VOCABULARY
 from stream.wire.rates import EMG_RATE_HZ, FRAME_PERIOD_S, IMU_RATE_HZ
 
-GENERATOR_VERSION = 4
+__all__ = ["GENERATOR_VERSION"]  # re-exported: where data sets read the version from
 SENSOR_NAMES = MUSCLES  # the sensor over each muscle is named after it (as [sensors] names)
 FRAME_S = float(FRAME_PERIOD_S)
 SESSION_REST_S = (1.0, 2.5)
@@ -29,6 +29,16 @@ SESSION_REST_S = (1.0, 2.5)
 # then this one without lowering the arm (version 4).
 HELD_TRANSITION_PROBABILITY = 0.25
 KIND_ISOLATED, KIND_SESSION, KIND_ISOLATED_CONTEXT = 1, 2, 3
+
+
+def session_donning(session: int) -> int:
+    """The sitting of continuous session ``session``: after those of the isolated recordings (20
+    repetitions in sittings of REPETITIONS_PER_DONNING), one sitting per session."""
+    return 100 + session
+
+
+def isolated_donning(repetition: int) -> int:
+    return repetition // REPETITIONS_PER_DONNING
 
 
 def signer_name(index: int) -> str:
@@ -113,9 +123,10 @@ def session_recording(seed: int, signer: SignerProfile, session: int) -> Recordi
     duration_s = float(rng.uniform(60.0, 120.0))
     events = plan_session(signer, rng, duration_s)
     frames = math.ceil(duration_s / FRAME_S)
-    emg, acc, gyro, gaps = render(events, signer, StreamState.draw(rng), rng, 0, frames)
+    state = StreamState.draw(rng, signer.version, donning_gain(signer, session_donning(session)))
+    emg, acc, gyro, gaps = render(events, signer, state, rng, 0, frames)
     metadata = {
         "kind": "session", "signer": signer_name(signer.index), "session": session, "seed": seed,
-        "generator": "train.synth", "generator_version": GENERATOR_VERSION, "lead_ins": session_lead_ins(events),
+        "generator": "train.synth", "generator_version": signer.version, "lead_ins": session_lead_ins(events),
     }
     return synthetic_recording(emg, acc, gyro, gaps, session_annotations(events), metadata)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from stream.synth.signer import GENERATOR_VERSION
 from train.synth.build import generate_dataset
 
 
@@ -21,12 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="processes (default: min(2, CPUs))")
     parser.add_argument("--variability", type=float, default=1.0,
                         help="scale of the per-repetition variation (1 = the documented model)")
+    parser.add_argument("--generator-version", type=int, default=GENERATOR_VERSION,
+                        help=f"the signer model (default {GENERATOR_VERSION}; 4 rebuilds synth-v6 exactly; docs/DATA.md)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     arguments = parser.parse_args(argv)
     try:
         summary = generate_dataset(arguments.out, arguments.signers, arguments.repetitions, arguments.seed,
                                    arguments.sessions, arguments.workers, arguments.variability,
-                                   progress=not arguments.quiet)
+                                   progress=not arguments.quiet, version=arguments.generator_version)
     except (FileExistsError, ValueError, OSError) as error:
         print(f"train.synth: {error}", file=sys.stderr)
         return 2

@@ -18,7 +18,8 @@ from pathlib import Path
 from stream.common.atomic import atomic_write_json
 from stream.recording import Recording, write_recordings
 from stream.recording.dataset import INDEX_NAME, SPLITS_NAME, Entry
-from stream.synth.session import GENERATOR_VERSION, SENSOR_NAMES, signer_name
+from stream.synth.session import SENSOR_NAMES, signer_name
+from stream.synth.signer import GENERATOR_VERSION, GENERATOR_VERSIONS
 from stream.synth.vocabulary import LABELS, VOCABULARY
 from stream.wire.rates import EMG_RATE_HZ, IMU_RATE_HZ
 from train.dataset import write_index
@@ -73,20 +74,24 @@ def _entry(relative: str, key: str, recording: Recording) -> Entry:
 
 
 def generate_dataset(out: str | Path, signers: int = 5, repetitions: int = 20, seed: int = 0, sessions: int = 3,
-                     workers: int | None = None, variability: float = 1.0, progress: bool = True) -> dict:
-    """Write the dataset to ``out`` (new or empty directory). Returns a summary with the timing."""
+                     workers: int | None = None, variability: float = 1.0, progress: bool = True,
+                     version: int = GENERATOR_VERSION) -> dict:
+    """Write the dataset to ``out`` (new or empty directory) from generator ``version`` (4: synth-v6,
+    5: synth-v7). Returns a summary with the timing."""
     out = Path(out)
     if (out / INDEX_NAME).exists():
         raise FileExistsError(f"{out}: already holds a dataset ({INDEX_NAME}); datasets are never overwritten, "
                               "choose a new --out (e.g. a new version suffix)")
+    if version not in GENERATOR_VERSIONS:
+        raise ValueError(f"--generator-version {version}: known versions are {', '.join(map(str, GENERATOR_VERSIONS))}")
     if signers < 1 or repetitions < 1 or sessions < 0:
         raise ValueError("--signers and --repetitions must be >= 1 and --sessions >= 0")
     (out / "recordings").mkdir(parents=True, exist_ok=True)
     workers = workers or min(2, os.cpu_count() or 1)
     started = time.monotonic()
-    isolated_tasks = [(seed, signer, sign, repetitions, variability)
+    isolated_tasks = [(seed, signer, sign, repetitions, variability, version)
                       for signer in range(signers) for sign in range(len(VOCABULARY))]
-    session_tasks = [(seed, signer, session) for signer in range(signers) for session in range(sessions)]
+    session_tasks = [(seed, signer, session, version) for signer in range(signers) for session in range(sessions)]
     bar = Progress(len(isolated_tasks) * repetitions + len(session_tasks), "recordings", enabled=progress)
     entries: list[Entry] = []
     context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
@@ -112,10 +117,10 @@ def generate_dataset(out: str | Path, signers: int = 5, repetitions: int = 20, s
     entry_dicts = [asdict(entry) for entry in entries]
     atomic_write_json(out / SPLITS_NAME, make_splits(entry_dicts, seed=seed))
     provenance = {
-        "generator": "train.synth", "generator_version": GENERATOR_VERSION, "seed": seed, "signers": signers,
+        "generator": "train.synth", "generator_version": version, "seed": seed, "signers": signers,
         "repetitions": repetitions, "sessions_per_signer": sessions, "variability": variability,
         "command": (f"python -m train.synth --out {out} --signers {signers} --repetitions {repetitions} "
-                    f"--seed {seed} --sessions {sessions}"
+                    f"--seed {seed} --sessions {sessions} --generator-version {version}"
                     + (f" --variability {variability}" if variability != 1.0 else "")),
         "vocabulary": [{"name": sign.name, "kind": sign.kind, "handshape": sign.handshape, "location": sign.location,
                         "movement": sign.movement.kind} for sign in VOCABULARY],

@@ -17,10 +17,10 @@ from stream.synth.performance import plan_sign
 from stream.synth.render import StreamState, render, sample_index
 from stream.synth.session import (
     FRAME_S,
-    GENERATOR_VERSION,
     HELD_TRANSITION_PROBABILITY,
     KIND_ISOLATED,
     KIND_ISOLATED_CONTEXT,
+    isolated_donning,
     SESSION_REST_S,
     plan_held_transition,
     recording_rng,
@@ -28,7 +28,7 @@ from stream.synth.session import (
     signer_name,
     synthetic_recording,
 )
-from stream.synth.signer import SignerProfile, make_signer
+from stream.synth.signer import SignerProfile, donning_gain, make_signer
 from stream.synth.vocabulary import LABELS, VOCABULARY
 
 # Enough rest before an isolated sign that the model's whole 2 s window (ending hold_off_s after the sign,
@@ -63,13 +63,14 @@ def isolated_recording(seed: int, signer: SignerProfile, sign_index: int, repeti
         context_label = LABELS[other]
     total_s = event.end_s + float(rng.uniform(*ISOLATED_TAIL_REST_S))
     frames = math.ceil(total_s / FRAME_S)
-    emg, acc, gyro, gaps = render(events, signer, StreamState.draw(rng), rng, 0, frames)
+    state = StreamState.draw(rng, signer.version, donning_gain(signer, isolated_donning(repetition)))
+    emg, acc, gyro, gaps = render(events, signer, state, rng, 0, frames)
     label = LABELS[sign_index]
     annotation = Annotation(label, sample_index(event.onset_s), sample_index(event.end_s))
     metadata = {
         "kind": "isolated", "label": label, "sign_kind": VOCABULARY[sign_index].kind,
         "signer": signer_name(signer.index), "repetition": repetition, "seed": seed,
-        "generator": "train.synth", "generator_version": GENERATOR_VERSION, "variability": variability,
+        "generator": "train.synth", "generator_version": signer.version, "variability": variability,
         "lead_in": "rest" if context_label is None else "held_after_sign",
     }
     if context_label is not None:
@@ -81,15 +82,15 @@ def isolated_recording(seed: int, signer: SignerProfile, sign_index: int, repeti
 
 
 
-def isolated_batch(task: tuple[int, int, int, int, float]) -> list[tuple[str, Recording]]:
+def isolated_batch(task: tuple[int, int, int, int, float, int]) -> list[tuple[str, Recording]]:
     """All repetitions of one sign by one signer (one unit of parallel work)."""
-    seed, signer_index, sign_index, repetitions, variability = task
-    signer = make_signer(seed, signer_index)
+    seed, signer_index, sign_index, repetitions, variability, version = task
+    signer = make_signer(seed, signer_index, version)
     return [(f"{LABELS[sign_index]}-r{repetition:02d}",
              isolated_recording(seed, signer, sign_index, repetition, variability))
             for repetition in range(repetitions)]
 
 
-def session_batch(task: tuple[int, int, int]) -> list[tuple[str, Recording]]:
-    seed, signer_index, session = task
-    return [(f"session-{session:02d}", session_recording(seed, make_signer(seed, signer_index), session))]
+def session_batch(task: tuple[int, int, int, int]) -> list[tuple[str, Recording]]:
+    seed, signer_index, session, version = task
+    return [(f"session-{session:02d}", session_recording(seed, make_signer(seed, signer_index, version), session))]
