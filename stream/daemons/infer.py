@@ -10,16 +10,28 @@ resets every stage.
 
 The status message carries the counters and per-frame timing percentiles (DSP, end-to-end receive
 delay) over the last status interval.
+
+Switching models without a restart: edit ``[model]`` in the config file and send SIGHUP
+(``systemctl reload signstream-infer``). stream-infer reads the file again and loads the card it now
+names with every check of a start (sha256 of the .tflite, layout, preprocessing hash against the
+running DSP, a warm-up run); only then does it replace the running model, between two frames, so the
+signal processing and the sign under way go on. A refused model (or an unreadable config) leaves the
+running one in place. Either way the next status says so: ``model_switches`` /
+``model_switches_refused`` and, in ``info``, ``model_id``, ``model_card`` and ``model_switch``
+(the outcome, with the reason of a refusal). Only ``[model]`` is reloaded; a change to any other
+section is logged and waits for a restart.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 
 import numpy as np
 import zmq
 
+from stream.config import ConfigError, load_config, to_dict
 from stream.config.cli import build_parser, load_config_or_exit
 from stream.daemons.skeleton import Daemon, DaemonError, run_daemon
 from stream.stages.recognizer import Recognizer, WallClockMap
@@ -32,6 +44,7 @@ INFER_COUNTERS = (
     "frames", "frame_gaps", "frames_missed", "frames_out_of_order", "acquire_restarts", "frames_with_dropout",
     "predictions", "predictions_dropped", "inference_ms_total", "inference_ms_mean",
     "frame_processing_ms_p50", "frame_processing_ms_p99", "frame_delay_ms_p50", "frame_delay_ms_p99",
+    "model_switches", "model_switches_refused",
 )
 
 
@@ -58,7 +71,41 @@ def warm_up(config, classifier) -> None:
                                         for name in MODALITIES), False))
 
 
-def setup_infer(daemon: Daemon):
+def model_info(config, classifier) -> dict:
+    return {"model_id": classifier.model_id, "labels": list(classifier.labels),
+            "model_card": str(config.resolve_path(config.model.card))}
+
+
+def switch_model(daemon: Daemon, recognizer: Recognizer, config_path) -> None:
+    """SIGHUP: load the model the config file names now, with every start-up check; replace the
+    running one only if all pass (see the module docstring)."""
+    running = daemon.config
+    try:
+        fresh = load_config(config_path)
+        candidate = dataclasses.replace(running, model=fresh.model, base_dir=fresh.base_dir)
+        classifier = load_classifier(candidate)
+        warm_up(candidate, classifier)
+    except (ConfigError, DaemonError) as error:
+        daemon.count("model_switches_refused")
+        daemon.info["model_switch"] = {"outcome": "refused", "reason": str(error), "t_wall": time.time()}
+        daemon.log.error("model switch refused, still running %s: %s", recognizer.classifier.model_id, error)
+        return
+    ignored = sorted(name for name, table in to_dict(fresh).items()
+                     if name not in ("model", "base_dir") and table != to_dict(running).get(name))
+    if ignored:
+        daemon.log.warning("SIGHUP reloads [model] only; changed sections wait for a restart: %s", ", ".join(ignored))
+    previous = recognizer.classifier.model_id
+    recognizer.classifier = classifier
+    daemon.config = candidate
+    daemon.count("model_switches")
+    daemon.info.update(model_info(candidate, classifier))
+    daemon.info["model_switch"] = {"outcome": "switched", "from": previous, "to": classifier.model_id,
+                                   "t_wall": time.time()}
+    daemon.log.info("model switched: %s -> %s (%s)", previous, classifier.model_id, candidate.model.card)
+    daemon.publish_status()
+
+
+def setup_infer(daemon: Daemon, config_path=None):
     config = daemon.config
     classifier = load_classifier(config)
     warm_up(config, classifier)
@@ -68,7 +115,9 @@ def setup_infer(daemon: Daemon):
     clock = WallClockMap()
     emg_rate = float(config.sensors.emg_rate_hz)
     publisher = daemon.bind_publisher(config.endpoints.predictions)
-    daemon.info.update(model_id=classifier.model_id, labels=list(classifier.labels))
+    daemon.info.update(model_info(config, classifier))
+    if config_path is not None:
+        daemon.on_reload(lambda: switch_model(daemon, recognizer, config_path))
     daemon.declare_counters(*INFER_COUNTERS, *recognizer.all_counters())
     frame_process_ms: deque[float] = deque(maxlen=TIMING_SAMPLES)
     frame_delay_ms: deque[float] = deque(maxlen=TIMING_SAMPLES)
@@ -151,7 +200,8 @@ def _every(function, interval_s: float):
 def main(argv=None) -> int:
     arguments = build_parser("stream-infer", "signstream inference: frames -> sign predictions").parse_args(argv)
     config = load_config_or_exit(arguments)
-    return run_daemon("stream-infer", config, setup_infer, exit_process=argv is None)
+    return run_daemon("stream-infer", config, lambda daemon: setup_infer(daemon, arguments.config),
+                      exit_process=argv is None)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 - one ZeroMQ context with LINGER 0, so closing never blocks on unsent messages;
 - a poller with a timeout, so the stop flag is seen within ``POLL_INTERVAL_MS``;
-- SIGTERM/SIGINT handlers that only set that flag;
+- SIGTERM/SIGINT handlers that only set that flag; SIGHUP sets a reload flag that the loop acts on
+  (stream-infer reloads its model; a daemon with nothing to reload logs that and goes on);
 - a periodic status message (heartbeat) with the daemon's counters, on each of its publishers;
 - bad messages are counted, logged (rate-limited) and dropped: never swallowed silently;
 - ``close()`` in ``finally:``: sockets, the CURVE authenticator, the context.
@@ -78,6 +79,8 @@ class Daemon:
         self._authenticator = None
         self._closers: list[Callable[[], None]] = []
         self._stop_hooks: list[Callable[[], None]] = []
+        self._reload_hooks: list[Callable[[], None]] = []
+        self.reload_requested = False
 
     def on_close(self, closer: Callable[[], None]) -> None:
         """Run ``closer`` (e.g. a file's close) when the daemon closes, before the sockets."""
@@ -87,6 +90,21 @@ class Daemon:
         """Run ``hook`` from the SIGTERM/SIGINT handler, after the stop flag is set: for a loop that
         blocks outside the poller (stream-acquire's source). It must only set flags or shut sockets."""
         self._stop_hooks.append(hook)
+
+    def on_reload(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` in the loop (not in the signal handler) after each SIGHUP."""
+        self._reload_hooks.append(hook)
+
+    def reload(self) -> None:
+        self.reload_requested = False
+        if not self._reload_hooks:
+            self.log.info("SIGHUP: %s has nothing to reload", self.name)
+        for hook in self._reload_hooks:
+            try:
+                hook()
+            except Exception:  # a bug in a reload: logged with its traceback, the daemon goes on as it was
+                self.count("handler_errors")
+                self.log.exception("error while reloading")
 
     # ------------------------------------------------------------------------------- sockets
 
@@ -168,8 +186,12 @@ class Daemon:
             for hook in self._stop_hooks:
                 hook()
 
+        def request_reload(signal_number, _frame):
+            self.reload_requested = True
+
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGHUP, request_reload)
 
     # ------------------------------------------------------------------------------- counters
 
@@ -257,6 +279,8 @@ class Daemon:
                     self.dispatch(socket, handler)
             if tick is not None:
                 tick()
+            if self.reload_requested:
+                self.reload()
             self.maybe_publish_status()
 
     def close(self) -> None:
