@@ -101,12 +101,13 @@ _TINY_MODEL_CACHE: dict[str, Path] = {}
 
 
 def tiny_model_card(directory: Path, labels: tuple[str, ...] = ("hello", "thanks", "water", "home"),
-                    config=None) -> Path:
+                    config=None, features: bool = False) -> Path:
     """A real (tiny, untrained but deterministic) TFLite model with its card, for daemon tests.
 
     Built with tf_keras and converted with tf.lite like the shipped student, with the inputs named
     as the runtime expects (one per modality of ``config``'s layout, default Trigno's) and that
-    config's preprocessing hash. Built once per run and configuration.
+    config's preprocessing hash. Built once per run and configuration. ``features``: a second output
+    named ``features`` (the layer before the head), as the shipped student has for adaptation.
     """
     from stream.config import Config
     from stream.dsp.preprocess import preprocessing_hash, preprocessing_spec
@@ -114,7 +115,7 @@ def tiny_model_card(directory: Path, labels: tuple[str, ...] = ("hello", "thanks
     from stream.wire.rates import rate_to_string
 
     config = config or Config()
-    key = ",".join(labels) + ":" + preprocessing_hash(config)
+    key = ",".join(labels) + ":" + preprocessing_hash(config) + (":features" if features else "")
     if key in _TINY_MODEL_CACHE:
         return _TINY_MODEL_CACHE[key]
     import hashlib
@@ -131,9 +132,11 @@ def tiny_model_card(directory: Path, labels: tuple[str, ...] = ("hello", "thanks
     inputs = {name: keras.Input(shape=(window, count), batch_size=1, name=name) for name, count in channels.items()}
     pooled = [keras.layers.GlobalAveragePooling1D()(keras.layers.Conv1D(2, 3, activation="sigmoid")(tensor))
               for tensor in inputs.values()]
-    merged = keras.layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0]
+    merged = keras.layers.Concatenate(name="features")(pooled) if len(pooled) > 1 else pooled[0]
+    if features and len(pooled) == 1:
+        merged = keras.layers.Activation("linear", name="features")(merged)
     outputs = keras.layers.Dense(len(labels), activation="softmax", name="probabilities")(merged)
-    model = keras.Model(inputs=list(inputs.values()), outputs=outputs)
+    model = keras.Model(inputs=list(inputs.values()), outputs=[outputs, merged] if features else outputs)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     model_bytes = converter.convert()
     directory.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,8 @@ CONTRACTS = [
     ("stream.wire", ("stream.dsp", "scipy", "numba", "zmq", "stream.stages"),
      "the wire format knows no DSP, sockets or models: any subscriber can read it"),
     ("stream.recording", ("zmq", "stream.daemons"), "recordings are files, readable without the daemons"),
+    ("stream.adapt", ("zmq", "stream.daemons", "numba"),
+     "adaptation is numpy and scipy on arrays: stream-calibrate and the classifier call it, no transport"),
 ]
 
 

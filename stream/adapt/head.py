@@ -1,0 +1,138 @@
+"""A new user's correction of the student's decision, fitted on the device (numpy + scipy, no TensorFlow).
+
+The student gives, for each window, class probabilities ``p`` and its penultimate features ``f`` (the
+concatenated branch outputs, the input of its head; exported as the model's second output). The
+adapted decision is
+
+    logits = log p + f @ weights + bias
+
+a residual on the base model's own logits (``log p`` equals them up to a constant per window, which
+softmax ignores), fitted by L2-regularised multinomial logistic regression on the user's calibration
+windows. With ``weights = bias = 0`` it is the base model exactly, and the penalty pulls towards it:
+with two repetitions per sign there are far fewer windows than weights, and a head refitted from
+scratch would forget what the base model knows about signs the user made less clearly.
+
+Fitting: L-BFGS on the mean cross-entropy plus ``l2 / 2 * |weights|^2`` over standardised features
+(so one penalty suits every feature's scale); the standardisation is folded back into ``weights``
+and ``bias``. ``choose_l2`` picks the penalty by leave-one-repetition-out cross-validation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+L2_CHOICES = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+class AdaptationError(ValueError):
+    """Calibration data that cannot be used; the message says what to repeat or fix."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """The fitted correction: ``logits = log p + features @ weights + bias``."""
+
+    weights: np.ndarray  # (features, classes) float32
+    bias: np.ndarray  # (classes,) float32
+    l2: float
+
+    def apply(self, probabilities: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Adapted probabilities for (n, classes) base probabilities and (n, features) features (or one row each)."""
+        logits = _log(probabilities) + features @ self.weights + self.bias
+        return _softmax(logits).astype(np.float32)
+
+    @classmethod
+    def identity(cls, features: int, classes: int) -> Head:
+        return cls(np.zeros((features, classes), np.float32), np.zeros(classes, np.float32), 0.0)
+
+
+def _log(probabilities: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1.0))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+def _check(probabilities, features, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    features = np.asarray(features, dtype=np.float64)
+    labels = np.asarray(labels)
+    if probabilities.ndim != 2 or features.ndim != 2 or labels.ndim != 1:
+        raise AdaptationError(f"expected (n, classes) probabilities, (n, features) features and (n,) labels; got "
+                              f"{probabilities.shape}, {features.shape}, {labels.shape}")
+    if not len(probabilities) == len(features) == len(labels) or len(labels) == 0:
+        raise AdaptationError(f"{len(probabilities)} probability rows, {len(features)} feature rows and {len(labels)} "
+                              "labels: one of each per calibration window, at least one window")
+    if not (np.isfinite(probabilities).all() and np.isfinite(features).all()):
+        raise AdaptationError("calibration windows with non-finite model outputs; record the calibration again")
+    if labels.min() < 0 or labels.max() >= probabilities.shape[1]:
+        raise AdaptationError(f"labels must be class indices 0..{probabilities.shape[1] - 1}")
+    return probabilities, features, labels.astype(np.int64)
+
+
+def fit_head(probabilities, features, labels, l2: float = 1.0, max_iterations: int = 200) -> Head:
+    """The correction for these calibration windows (``labels`` are class indices)."""
+    from scipy.optimize import minimize
+
+    probabilities, features, labels = _check(probabilities, features, labels)
+    count, classes = probabilities.shape
+    width = features.shape[1]
+    mean = features.mean(axis=0)
+    scale = features.std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    standard = (features - mean) / scale
+    offsets = _log(probabilities)
+    targets = np.zeros((count, classes))
+    targets[np.arange(count), labels] = 1.0
+
+    def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        weights = flat[:width * classes].reshape(width, classes)
+        bias = flat[width * classes:]
+        logits = offsets + standard @ weights + bias
+        logits -= logits.max(axis=1, keepdims=True)
+        log_normaliser = np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        log_probabilities = logits - log_normaliser
+        loss = -np.sum(targets * log_probabilities) / count + 0.5 * l2 * np.sum(weights * weights)
+        error = (np.exp(log_probabilities) - targets) / count
+        gradient_weights = standard.T @ error + l2 * weights
+        return float(loss), np.concatenate([gradient_weights.ravel(), error.sum(axis=0)])
+
+    start = np.zeros(width * classes + classes)
+    result = minimize(loss_and_gradient, start, jac=True, method="L-BFGS-B",
+                      options={"maxiter": max_iterations})
+    weights = result.x[:width * classes].reshape(width, classes)
+    bias = result.x[width * classes:]
+    # Fold the standardisation back in: standard @ W = features @ (W / scale) - mean / scale @ W.
+    folded = weights / scale[:, None]
+    return Head(folded.astype(np.float32), (bias - (mean / scale) @ weights).astype(np.float32), float(l2))
+
+
+def cross_validated_accuracy(probabilities, features, labels, groups, l2: float) -> float:
+    """Accuracy on each group (a repetition round) when fitted on the others; the base model's own
+    accuracy when there is a single group (nothing to hold out)."""
+    probabilities, features, labels = _check(probabilities, features, labels)
+    groups = np.asarray(groups)
+    distinct = np.unique(groups)
+    if len(distinct) < 2:
+        return float(np.mean(probabilities.argmax(axis=1) == labels))
+    correct = 0
+    for group in distinct:
+        held = groups == group
+        head = fit_head(probabilities[~held], features[~held], labels[~held], l2)
+        correct += int(np.sum(head.apply(probabilities[held], features[held]).argmax(axis=1) == labels[held]))
+    return correct / len(labels)
+
+
+def choose_l2(probabilities, features, labels, groups, choices=L2_CHOICES) -> tuple[float, dict]:
+    """The penalty with the best cross-validated accuracy (ties to the stronger penalty: closer to
+    the base model), and every choice's accuracy."""
+    scores = {l2: cross_validated_accuracy(probabilities, features, labels, groups, l2) for l2 in choices}
+    best = max(scores.values())
+    chosen = max(l2 for l2, score in scores.items() if math.isclose(score, best))
+    return chosen, scores
