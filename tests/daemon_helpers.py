@@ -153,6 +153,8 @@ def tiny_model_card(directory: Path, labels: tuple[str, ...] = ("hello", "thanks
         "preprocessing": {"hash": preprocessing_hash(config), "spec": preprocessing_spec(config)},
         "files": {"dynamic_range": {"path": "tiny.tflite", "sha256": digest, "bytes": len(model_bytes)}},
     }
+    if features:  # what an adaptation needs: made-up training statistics of every input channel
+        card["input_statistics"] = {name: {"mean": [0.1] * count, "std": [0.05] * count} for name, count in channels.items()}
     path = directory / "model_card.json"
     path.write_text(json.dumps(card, indent=1))
     _TINY_MODEL_CACHE[key] = path

@@ -8,6 +8,7 @@ of (seed, kind, signer, item, repetition): its random stream is ``recording_rng(
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -130,3 +131,33 @@ def session_recording(seed: int, signer: SignerProfile, session: int) -> Recordi
         "generator": "train.synth", "generator_version": signer.version, "lead_ins": session_lead_ins(events),
     }
     return synthetic_recording(emg, acc, gyro, gaps, session_annotations(events), metadata)
+
+
+KIND_GUIDED = 4
+
+
+def guided_recording(seed: int, signer: SignerProfile, prompts, session: int = 0) -> Recording:
+    """The signer following a guided session (stream-record's prompts: ``label``, ``start_index``,
+    ``end_index`` in sEMG samples): each sign made 0.3-0.7 s after its prompt appears (reaction
+    time) and ending inside it; rest in between, and 1 s of rest after the last. Annotated with the
+    prompts' clock-based spans, exactly as stream-record labels a live guided session; the signs'
+    true spans are in ``metadata["performed"]``. A sitting of its own (``session_donning``)."""
+    rng = recording_rng(seed, KIND_GUIDED, signer.index, session, 0)
+    rate = float(EMG_RATE_HZ)
+    events, performed = [], []
+    for prompt in prompts:
+        start_s, end_s = prompt.start_index / rate, prompt.end_index / rate
+        sign = plan_sign(LABELS.index(prompt.label), start_s + float(rng.uniform(0.3, 0.7)), signer, rng)
+        latest_onset = end_s - sign.duration_s - 0.05
+        if sign.onset_s > latest_onset:
+            sign = dataclasses.replace(sign, onset_s=max(start_s, latest_onset))
+        events.append(sign)
+        performed.append([prompt.label, sample_index(sign.onset_s), sample_index(sign.end_s)])
+    duration_s = (prompts[-1].end_index / rate if prompts else 0.0) + 1.0
+    frames = math.ceil(duration_s / FRAME_S)
+    state = StreamState.draw(rng, signer.version, donning_gain(signer, session_donning(200 + session)))
+    emg, acc, gyro, gaps = render(events, signer, state, rng, 0, frames)
+    annotations = [Annotation(prompt.label, prompt.start_index, prompt.end_index) for prompt in prompts]
+    metadata = {"kind": "guided", "signer": signer_name(signer.index), "session": session, "seed": seed,
+                "generator": "train.synth", "generator_version": signer.version, "performed": performed}
+    return synthetic_recording(emg, acc, gyro, gaps, annotations, metadata)
