@@ -108,25 +108,53 @@ def _inputs(keras, names, input_spec: InputSpec, batch_size: int | None):
                         name=name, dtype="float32") for name in names]
 
 
+def _standardise(keras, tensor, name: str, normalization: dict | None):
+    """``(x - mean) / std`` per channel with fixed statistics (``normalization[name] = (mean, std)``,
+    fitted on the training windows), inside the model: the runtime's input and the preprocessing stay as
+    they are. No statistics for ``name``: the input unchanged (and the model the same as without)."""
+    if not normalization or name not in normalization:
+        return tensor
+    import numpy as np
+
+    mean, std = (np.asarray(value, dtype=np.float64).reshape(-1) for value in normalization[name])
+    if mean.shape != std.shape or mean.shape[0] != tensor.shape[-1] or not np.all(std > 0):
+        raise ValueError(f"normalization[{name!r}]: need a mean and a positive std per channel ({tensor.shape[-1]})")
+    return keras.layers.Normalization(mean=mean.tolist(), variance=(std**2).tolist(), name=f"{name}_standardise")(tensor)
+
+
+def fit_standardisation(inputs: dict, floor: float = 1e-3) -> dict:
+    """Per-channel mean and std of each modality over windows and time: modality -> (mean, std) lists
+    (std at least ``floor``, so a flat channel is left centred but unscaled)."""
+    import numpy as np
+
+    statistics = {}
+    for name, array in inputs.items():
+        flat = np.asarray(array, dtype=np.float64).reshape(-1, array.shape[-1])
+        statistics[name] = (flat.mean(axis=0).tolist(), np.maximum(flat.std(axis=0), floor).tolist())
+    return statistics
+
+
 def build_teacher(modality: str, input_spec: InputSpec = InputSpec(), spec: BranchSpec = TEACHER_BRANCH,
-                  batch_size: int | None = None):
-    """A one-modality expert: input ``modality`` -> branch -> head -> logits."""
+                  batch_size: int | None = None, normalization: dict | None = None):
+    """A one-modality expert: input ``modality`` -> branch -> head -> logits (``normalization``: see
+    ``_standardise``)."""
     if modality not in input_spec.channels:
         raise ValueError(f"modality {modality!r} not in the input spec ({', '.join(input_spec.channels)})")
     keras = _keras()
     (model_input,) = _inputs(keras, [modality], input_spec, batch_size)
-    features = _branch(keras, model_input, spec, modality)
+    features = _branch(keras, _standardise(keras, model_input, modality, normalization), spec, modality)
     logits = _head(keras, features, input_spec.classes, spec.dropout, prefix=f"{modality}_")
     return keras.Model(model_input, logits, name=f"teacher_{modality}")
 
 
 def build_student(input_spec: InputSpec = InputSpec(), spec: BranchSpec = STUDENT_BRANCH,
-                  batch_size: int | None = None):
+                  batch_size: int | None = None, normalization: dict | None = None):
     """All modalities, one small branch each, concatenated -> head -> logits."""
     keras = _keras()
     names = [name for name in MODALITIES if name in input_spec.channels]
     model_inputs = _inputs(keras, names, input_spec, batch_size)
-    branches = [_branch(keras, tensor, spec, name) for tensor, name in zip(model_inputs, names)]
+    branches = [_branch(keras, _standardise(keras, tensor, name, normalization), spec, name)
+                for tensor, name in zip(model_inputs, names)]
     features = branches[0] if len(branches) == 1 else keras.layers.Concatenate(name="concat")(branches)
     logits = _head(keras, features, input_spec.classes, spec.dropout)
     return keras.Model(model_inputs, logits, name="student")
@@ -145,13 +173,34 @@ def inference_model(trained, rebuild, batch_size: int = 1, output_name: str = "p
     return keras.Model(fixed.inputs, probabilities, name=f"{trained.name}_inference")
 
 
+ENSEMBLE_RULES = ("mean", "product")
+
+
 def ensemble_inference_model(teachers, input_spec: InputSpec = InputSpec(), spec: BranchSpec = TEACHER_BRANCH,
-                             batch_size: int = 1):
-    """All teachers in one model: each on its modality, probabilities averaged (the ensemble)."""
+                             batch_size: int = 1, combine: str = "mean", normalization: dict | None = None):
+    """All teachers in one model, each on its modality. ``combine``: ``mean`` averages the experts'
+    probabilities (the ensemble); ``product`` is the normalised product of experts (softmax of the
+    mean of their logits, the same top class as the sum of their log-probabilities)."""
+    if combine not in ENSEMBLE_RULES:
+        raise ValueError(f"combine = {combine!r}: must be one of {', '.join(ENSEMBLE_RULES)}")
     keras = _keras()
-    fixed = [inference_model(teacher, lambda batch_size, name=teacher.input_names[0]: build_teacher(
-        name, input_spec, spec, batch_size=batch_size), batch_size, f"{teacher.input_names[0]}_probabilities")
-        for teacher in teachers]
+
+    def rebuild(batch_size, name):
+        return build_teacher(name, input_spec, spec, batch_size=batch_size, normalization=normalization)
+
+    if combine == "product":
+        fixed = []
+        for teacher in teachers:
+            model = rebuild(batch_size, teacher.input_names[0])
+            model.set_weights(teacher.get_weights())
+            fixed.append(model)
+        logits = [model.output for model in fixed]
+        mean = logits[0] if len(logits) == 1 else keras.layers.Average(name="ensemble_logits")(logits)
+        return keras.Model([model.inputs[0] for model in fixed], keras.layers.Softmax(name="ensemble")(mean),
+                           name="teacher_ensemble_inference")
+    fixed = [inference_model(teacher, lambda batch_size, name=teacher.input_names[0]: rebuild(batch_size, name),
+                             batch_size, f"{teacher.input_names[0]}_probabilities")
+             for teacher in teachers]
     inputs = [model.inputs[0] for model in fixed]
     outputs = [model.output for model in fixed]
     average = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="ensemble")(outputs)

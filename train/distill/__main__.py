@@ -82,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ship", choices=SHIP_RULES, default="best",
                         help="which student to export: best = the best student on validation (ties go to a "
                              "distilled one); kd = the better multi-teacher KD student on validation")
+    parser.add_argument("--ensemble", choices=("mean", "product"), default="mean",
+                        help="how the teacher ensemble (measured and exported) combines the teachers: mean of "
+                             "probabilities (default) or product of experts (softmax of the mean of logits)")
+    parser.add_argument("--kd-target", choices=("mean", "product"), default="mean",
+                        help="the multi-teacher KD-mean student's soft target: mean of the softened probabilities "
+                             "(default) or their product of experts")
+    parser.add_argument("--standardise", action="store_true",
+                        help="standardise each input channel with the training windows' mean and std, inside "
+                             "every model (the runtime input and the preprocessing hash stay the same)")
     parser.add_argument("--allow-unbalanced", action="store_true")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser
@@ -148,7 +157,8 @@ def choose_shipped(measured: dict, rule: str) -> str:
     return max(SHIP_RULES[rule], key=lambda name: measured[name]["val"]["accuracy"])
 
 
-def fit_teachers(windows, input_spec, options, seed: int, strategy, histories: dict, branch=None) -> dict:
+def fit_teachers(windows, input_spec, options, seed: int, strategy, histories: dict, branch=None,
+                 normalization=None) -> dict:
     """One expert per modality, trained on its own input; their training histories go into ``histories``."""
     from models.architectures import TEACHER_BRANCH, build_teacher
     from train.distill.training import fit_teacher
@@ -156,7 +166,7 @@ def fit_teachers(windows, input_spec, options, seed: int, strategy, histories: d
     teachers = {}
     for modality in input_spec.channels:
         with strategy.scope():
-            teacher = build_teacher(modality, input_spec, branch or TEACHER_BRANCH)
+            teacher = build_teacher(modality, input_spec, branch or TEACHER_BRANCH, normalization=normalization)
         histories[f"teacher_{modality}"] = fit_teacher(teacher, windows["train"], windows["val"], options, seed)
         teachers[modality] = teacher
     return teachers
@@ -172,6 +182,7 @@ def run(arguments) -> dict:
         InputSpec,
         build_student,
         ensemble_inference_model,
+        fit_standardisation,
         inference_model,
         trainable_parameters,
     )
@@ -186,6 +197,7 @@ def run(arguments) -> dict:
         classification_metrics,
         distribution_strategy,
         fit_student,
+        predict_batched,
         predict_probabilities,
     )
 
@@ -226,12 +238,20 @@ def run(arguments) -> dict:
                  measured["test"]["accuracy"], measured["test"]["macro_f1"])
 
     # 1-2. Teachers and their ensemble.
+    # Fitted on the un-jittered training windows; None (the default) builds the models as before.
+    normalization = fit_standardisation(windows["train"].windows()) if arguments.standardise else None
     teachers = fit_teachers(windows, input_spec, teacher_options, arguments.seed, strategy, results["histories"],
-                            teacher_branch)
+                            teacher_branch, normalization)
     for modality, teacher in teachers.items():
         record(f"teacher_{modality}", measure(teacher))
-    ensemble = {part: np.mean([predict_probabilities(teacher, inputs) for teacher in teachers.values()], axis=0)
-                for part, inputs in (("val", val_inputs), ("test", test_inputs))}
+
+    def combined(inputs):
+        if arguments.ensemble == "product":
+            logits = np.mean([predict_batched(teacher, inputs) for teacher in teachers.values()], axis=0)
+            return tf.nn.softmax(logits, axis=-1).numpy()
+        return np.mean([predict_probabilities(teacher, inputs) for teacher in teachers.values()], axis=0)
+
+    ensemble = {part: combined(inputs) for part, inputs in (("val", val_inputs), ("test", test_inputs))}
     record("teacher_ensemble", measure(ensemble))
     # Counted now: the Distiller freezes the teachers, after which nothing of theirs is "trainable".
     teacher_parameters = {f"teacher_{modality}": trainable_parameters(teacher) for modality, teacher in teachers.items()}
@@ -239,10 +259,10 @@ def run(arguments) -> dict:
 
     # 3. Students, all from the same initial weights.
     with strategy.scope():
-        student = build_student(input_spec, student_branch)
+        student = build_student(input_spec, student_branch, normalization=normalization)
     initial = student.get_weights()
     variants = {"student_scratch": ((), "mean"), "student_kd_single": ((teachers[best_modality],), "mean"),
-                "student_kd_mean": (tuple(teachers.values()), "mean"),
+                "student_kd_mean": (tuple(teachers.values()), arguments.kd_target),
                 "student_kd_weighted": (tuple(teachers.values()), "weighted")}
     student_weights, chosen_alpha, alpha_candidates = {}, {}, {}
     for name, (variant_teachers, aggregation) in variants.items():
@@ -272,7 +292,8 @@ def run(arguments) -> dict:
     log.info("shipping %s (--ship %s: best on validation)", shipped, arguments.ship)
 
     # 4. Export and check.
-    student_inference = inference_model(student, functools.partial(build_student, input_spec, student_branch))
+    student_inference = inference_model(student, functools.partial(build_student, input_spec, student_branch,
+                                                                      normalization=normalization))
     keras_test = predict_probabilities(student, test_inputs)
     train_inputs = windows["train"].windows()
     calibration_rows = np.random.default_rng(arguments.seed).permutation(len(windows["train"]))[:200]
@@ -285,7 +306,8 @@ def run(arguments) -> dict:
         check = check_exported(model_files[variant], keras_test, test_inputs, test_labels, repeats, f"student {variant}")
         check.pop("probabilities")
         exported[variant] = check
-    teachers_inference = ensemble_inference_model(list(teachers.values()), input_spec, teacher_branch)
+    teachers_inference = ensemble_inference_model(list(teachers.values()), input_spec, teacher_branch,
+                                                  combine=arguments.ensemble, normalization=normalization)
     teachers_bytes = convert(teachers_inference, "float32")
     teachers_check = check_exported(teachers_bytes, ensemble["test"], test_inputs, test_labels, repeats, "teachers")
     teachers_check.pop("probabilities")
@@ -317,6 +339,13 @@ def run(arguments) -> dict:
         "total_seconds": seconds, "devices": [device.name for device in tf.config.list_logical_devices()],
         "replicas": strategy.num_replicas_in_sync,
     }
+    # Recorded only when used, so that a default run's card keeps its keys.
+    if arguments.ensemble != "mean":
+        training["ensemble"] = arguments.ensemble
+    if arguments.kd_target != "mean":
+        training["kd_target"] = arguments.kd_target
+    if normalization is not None:
+        training["standardisation"] = normalization
     metrics = {"summary": summary, "confusion": {name: {part: results["models"][name][part]["confusion"]
                                                         for part in ("val", "test")} for name in results["models"]},
                "exported": exported, "sizes_bytes": sizes}

@@ -9,6 +9,9 @@ the same scale whatever T is: changing T changes what is matched, not the effect
 
 Several teachers are combined into one soft target per sample:
 - ``mean``: the average of the teachers' softened probabilities;
+- ``product``: the product of experts, as a normalised geometric mean of the teachers' softened
+  distributions (= softmax of the mean of their logits over T): a class must be likely for every
+  teacher, not for one alone;
 - ``weighted``: the CA-MKD rule (Zhang, Chen & Wang, ICASSP 2022): teacher k gets the weight
   w_k = (1 - exp(CE_k) / sum_j exp(CE_j)) / (K - 1), CE_k its cross-entropy on the true label, so
   the teachers that are right about *this* sample dominate its target. With one teacher, w = 1.
@@ -23,7 +26,7 @@ from __future__ import annotations
 import tf_keras as keras
 import tensorflow as tf
 
-AGGREGATIONS = ("mean", "weighted")
+AGGREGATIONS = ("mean", "weighted", "product")
 
 
 def call_model(model, inputs: dict, training: bool):
@@ -52,6 +55,9 @@ def teacher_weights(teacher_logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
 
 def soft_targets(teacher_logits: tf.Tensor, labels: tf.Tensor, temperature: float, aggregation: str) -> tf.Tensor:
     """The aggregated softened teacher distribution, shape (batch, classes)."""
+    if aggregation == "product":
+        # (prod_k softmax(z_k / T))^(1/K), normalised, = softmax(mean_k z_k / T).
+        return tf.nn.softmax(tf.reduce_mean(teacher_logits, axis=0) / temperature, axis=-1)
     probabilities = tf.nn.softmax(teacher_logits / temperature, axis=-1)  # (K, batch, classes)
     if aggregation == "mean":
         return tf.reduce_mean(probabilities, axis=0)
