@@ -37,7 +37,7 @@ class ConvertedModels(dict):
 
     def __init__(self, fixed, inputs):
         super().__init__()
-        self.exporter, self.inputs = Exporter(fixed), inputs
+        self.exporter, self.inputs, self.exporter_model = Exporter(fixed), inputs, fixed
 
     def __missing__(self, variant):
         self[variant] = self.exporter.convert(variant, representative=self.inputs)
@@ -61,6 +61,25 @@ def test_inputs_are_mapped_by_name_not_position(exported):
     # Wrong shapes per name are refused, so a positional mix-up cannot pass silently.
     with pytest.raises(ValueError, match="shape"):
         model.run({"emg": inputs["acc"][0], "acc": inputs["emg"][0], "gyro": inputs["gyro"][0]})
+
+
+def test_the_student_exports_its_head_input_as_a_features_output(exported):
+    models, inputs, keras_probabilities = exported
+    model = TFLiteModel(models["float32"])
+    assert model.features_output is not None and model.feature_count == 3 * SMALL.lstm_units
+    assert models.exporter.has_features
+    keras_features = tf_keras.Model(models.exporter_model.inputs, models.exporter_model.get_layer("batch_norm").input)
+    expected = keras_features.predict([inputs[name] for name in models.exporter_model.input_names], batch_size=1,
+                                      verbose=0)
+    for row in range(5):
+        probabilities = model.run({name: inputs[name][row] for name in model.input_names})
+        np.testing.assert_allclose(probabilities, keras_probabilities[row], atol=1e-5)
+        np.testing.assert_allclose(model.features(), expected[row], atol=1e-5)
+    # A model without the student's head (the teachers' ensemble) keeps its one output.
+    plain_inputs = models.exporter_model.inputs
+    plain = tf_keras.Model(plain_inputs, tf_keras.layers.Softmax()(tf_keras.layers.Dense(4)(
+        tf_keras.layers.Flatten()(plain_inputs[0]))))
+    assert not Exporter(plain).has_features
 
 
 def test_dynamic_range_is_close_to_float(exported):

@@ -358,6 +358,10 @@ def run(arguments) -> dict:
                      + ("trained on labels alone, better on validation than the distilled students"
                         if shipped == "student_scratch" else "distilled from per-modality teachers")
                      + f"), seed {arguments.seed}"))
+    # What a per-user input alignment matches a new user's channels to (stream.adapt.alignment).
+    from train.adapt.statistics import input_statistics
+
+    card["input_statistics"] = input_statistics(train_inputs)
     # 5. Results, report, then the model files and the card last.
     out = arguments.out
     from stream.common.atomic import atomic_write_json

@@ -8,6 +8,9 @@ Three variants of the student:
   representative set of training windows); inputs and outputs stay float32 so the runtime code is
   the same for every variant. On x86 and for LSTMs this is *slower* than float (see TRAINING.md).
 
+The student's files have two outputs, ``probabilities`` and ``features`` (the input of its head: what
+an on-device adaptation refits, stream.adapt); the teachers' ensemble has one.
+
 Each exported model is run under LiteRT on the test windows: agreement with the Keras model (same
 top class, in %), its own accuracy, and its single-thread latency.
 """
@@ -35,23 +38,45 @@ class Exporter:
     vs 3-6 s per student variant), which dominated ``--quick``.
     """
 
-    def __init__(self, inference_model):
+    def __init__(self, inference_model, with_features: bool = True):
         import tensorflow as tf
 
         self.name = inference_model.name
         self.input_names = list(inference_model.input_names)
         specs = [tf.TensorSpec(tensor.shape, tf.float32, name=name)
                  for tensor, name in zip(inference_model.inputs, self.input_names)]
+        traced = self._with_features(inference_model) if with_features else None
+        self.has_features = traced is not None
 
-        @tf.function(input_signature=specs)
-        def serve(*inputs):
-            return {"probabilities": inference_model(list(inputs), training=False)}
+        if traced is None:
+            @tf.function(input_signature=specs)
+            def serve(*inputs):
+                return {"probabilities": inference_model(list(inputs), training=False)}
+        else:
+            @tf.function(input_signature=specs)
+            def serve(*inputs):
+                probabilities, features = traced(list(inputs), training=False)
+                return {"probabilities": probabilities, "features": features}
 
         self.function = serve.get_concrete_function()
         # Only the variables need tracking; handing the converter the Keras model would make it trace
         # every layer again to save it.
         self.holder = tf.Module()
         self.holder.model_variables = list(inference_model.variables)
+
+    @staticmethod
+    def _with_features(inference_model):
+        """The same model with a second output: the input of the student's head (its ``batch_norm``
+        layer), i.e. the concatenated branch outputs that a per-user head correction works on
+        (stream.adapt). None for a model without that head (the teachers' ensemble)."""
+        import tf_keras as keras
+
+        try:
+            head_input = inference_model.get_layer("batch_norm").input
+        except ValueError:
+            return None
+        return keras.Model(inference_model.inputs, [inference_model.output, head_input],
+                           name=f"{inference_model.name}_with_features")
 
     def convert(self, variant: str, representative: dict | None = None, calibration_windows: int = 200) -> bytes:
         """TFLite bytes. ``representative``: modality -> (n, samples, channels) training windows, needed
