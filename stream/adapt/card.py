@@ -29,6 +29,7 @@ import numpy as np
 from stream.adapt.alignment import InputAlignment
 from stream.adapt.head import AdaptationError, Head
 from stream.common.atomic import atomic_write_bytes, atomic_write_json
+from stream.stages.model_card import sha256_file
 
 ADAPTATION_FILE = "adaptation.npz"
 METHODS = ("head", "alignment", "alignment+head")
@@ -44,14 +45,6 @@ class Adaptation:
         if self.alignment is None:
             return inputs
         return {name: self.alignment.apply(name, array) for name, array in inputs.items()}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def adaptation_arrays(adaptation: Adaptation) -> dict:

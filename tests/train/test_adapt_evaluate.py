@@ -48,3 +48,21 @@ def test_bad_requests_are_one_line_errors(small, capsys):
     assert "unknown method" in capsys.readouterr().err
     assert main(["--model", str(card), "--data", str(data), "--signer", "signer-09"]) == 2
     assert "no isolated recordings" in capsys.readouterr().err
+
+
+def test_statistics_are_added_to_a_card_without_them(small, tmp_path):
+    from train.adapt.statistics import main as statistics_main
+
+    data, card = small
+    document = json.loads(card.read_text())
+    document.pop("input_statistics")
+    target = tmp_path / "model_card.json"
+    target.write_text(json.dumps(document))
+    assert statistics_main(["--model", str(target), "--data", str(data)]) == 0
+    statistics = json.loads(target.read_text())["input_statistics"]
+    assert {name: len(value["mean"]) for name, value in statistics.items()} == {"emg": 6, "acc": 18, "gyro": 18}
+    assert all(min(value["std"]) > 0 for value in statistics.values())
+    assert statistics_main(["--model", str(target), "--data", str(data), "--protocol", "loso",
+                            "--held-out-signer", "signer-02"]) == 0
+    assert statistics_main(["--model", str(target), "--data", str(data), "--protocol", "loso",
+                            "--held-out-signer", "nobody"]) == 2

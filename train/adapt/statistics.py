@@ -32,9 +32,10 @@ def training_windows(dataset, config, protocol: str, held_out_signer: str | None
 
     split = dataset.splits[protocol]
     if protocol == "loso":
-        if held_out_signer not in split:
-            raise ValueError(f"--held-out-signer: one of {', '.join(sorted(split))}")
-        split = split[held_out_signer]
+        folds = {fold["held_out_signer"]: fold for fold in split}
+        if held_out_signer not in folds:
+            raise ValueError(f"--held-out-signer: one of {', '.join(sorted(folds))}")
+        split = folds[held_out_signer]
     train_ids = set(split["train"])
     entries = [entry for entry in dataset.entries if entry.id in train_ids]
     return build_window_set(dataset, entries, config, plan_from_config(config), progress_every=0).windows()
