@@ -90,8 +90,9 @@ def switch_model(daemon: Daemon, recognizer: Recognizer, config_path) -> None:
         daemon.info["model_switch"] = {"outcome": "refused", "reason": str(error), "t_wall": time.time()}
         daemon.log.error("model switch refused, still running %s: %s", recognizer.classifier.model_id, error)
         return
+    before = to_dict(running)
     ignored = sorted(name for name, table in to_dict(fresh).items()
-                     if name not in ("model", "base_dir") and table != to_dict(running).get(name))
+                     if name not in ("model", "base_dir") and table != before.get(name))
     if ignored:
         daemon.log.warning("SIGHUP reloads [model] only; changed sections wait for a restart: %s", ", ".join(ignored))
     previous = recognizer.classifier.model_id

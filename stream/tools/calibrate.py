@@ -117,7 +117,8 @@ def adapt(classifier, calibration: CalibrationWindows, method: str) -> tuple:
                                   "use --method head, or retrain the model")
         alignment = fit_alignment(windows, statistics)
     probabilities, features = classifier.base_outputs(windows["emg"], windows["acc"], windows["gyro"], alignment=alignment)
-    base_probabilities, _ = classifier.base_outputs(windows["emg"], windows["acc"], windows["gyro"])
+    base_probabilities = probabilities if alignment is None else classifier.base_outputs(
+        windows["emg"], windows["acc"], windows["gyro"])[0]
     figures = {"windows": int(len(labels)), "base_accuracy_on_calibration": float(np.mean(base_probabilities.argmax(1) == labels)),
                "aligned_accuracy_on_calibration": float(np.mean(probabilities.argmax(1) == labels))}
     head = None

@@ -15,15 +15,17 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 
 def input_statistics(windows: dict) -> dict:
-    """modality -> {"mean": [...], "std": [...]} per channel over (n, samples, channels) windows."""
+    """modality -> {"mean": [...], "std": [...]} per channel over (n, samples, channels) windows: the
+    same statistics the on-device alignment computes for a user (stream.adapt.alignment)."""
+    from stream.adapt.alignment import channel_statistics
+
     statistics = {}
     for name, array in windows.items():
-        flat = np.asarray(array, dtype=np.float64).reshape(-1, array.shape[-1])
-        statistics[name] = {"mean": flat.mean(axis=0).tolist(), "std": flat.std(axis=0).tolist()}
+        mean, std = channel_statistics(array)
+        statistics[name] = {"mean": mean.tolist(), "std": std.tolist()}
     return statistics
 
 
