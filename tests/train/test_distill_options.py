@@ -38,3 +38,27 @@ def test_the_activation_option_reaches_every_convolution():
     assert convolutions and all(layer.activation.__name__ == "relu" for layer in convolutions)
     with pytest.raises(ValueError, match="activation"):
         BranchSpec(activation="tanh")
+
+
+def test_equal_validation_accuracy_keeps_the_lower_loss_only_when_asked():
+    """KeepBest on a saturated validation set: by default the first epoch at the best accuracy stays;
+    with ``--tie-break loss`` a later epoch of equal accuracy and lower loss replaces it."""
+    import tf_keras as keras
+
+    from train.distill.training import KeepBest
+
+    assert build_parser().parse_args(["--data", "d", "--out", "o"]).tie_break == "earlier"
+    assert build_parser().parse_args(["--data", "d", "--out", "o", "--tie-break", "loss"]).tie_break == "loss"
+    epochs = [(0.90, 0.50), (1.00, 0.40), (1.00, 0.20), (1.00, 0.30), (0.95, 0.10)]
+    kept = {}
+    for tie_break in (False, True):
+        model = keras.Sequential([keras.layers.Input((1,)), keras.layers.Dense(1)])
+        keep = KeepBest(model, patience=100, name="m", tie_break_loss=tie_break)
+        keep.set_model(model)
+        for epoch, (accuracy, loss) in enumerate(epochs):
+            model.layers[0].kernel.assign([[float(epoch)]])
+            keep.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_loss": loss})
+        keep.on_train_end()
+        kept[tie_break] = (keep.best_epoch, float(model.layers[0].kernel.numpy()[0, 0]))
+    assert kept[False] == (1, 1.0)  # the first epoch at 100 %
+    assert kept[True] == (2, 2.0)  # the 100 % epoch of lowest loss, its weights restored

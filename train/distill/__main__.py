@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--teacher-patience", type=int, default=10,
                         help="epochs without a better validation accuracy before a teacher stops (default 10)")
     parser.add_argument("--student-patience", type=int, default=10, help="the same for students (default 10)")
+    parser.add_argument("--tie-break", choices=("earlier", "loss"), default="earlier",
+                        help="which epoch to keep among those of equal best validation accuracy: the earlier "
+                             "(default) or the one of lower validation loss (for a small validation set that "
+                             "saturates, as lis-myo's: docs/RESULTS.md)")
     parser.add_argument("--activation", choices=("sigmoid", "relu"), default="sigmoid",
                         help="the convolutions' activation in every branch (default sigmoid, as the reference; "
                              "relu did 3 points better on real Myo sEMG: docs/RESULTS.md)")
@@ -211,9 +215,9 @@ def run(arguments) -> dict:
                            classes=classes)
     quick = arguments.quick
     teacher_options = FitOptions(epochs=arguments.teacher_epochs or (QUICK_EPOCHS if quick else 35),
-                                 patience=arguments.teacher_patience)
+                                 patience=arguments.teacher_patience, tie_break_loss=arguments.tie_break == "loss")
     student_options = FitOptions(epochs=arguments.student_epochs or (QUICK_EPOCHS if quick else 40),
-                                 patience=arguments.student_patience)
+                                 patience=arguments.student_patience, tie_break_loss=arguments.tie_break == "loss")
     student_branch = dataclasses.replace(arguments.student_branch or STUDENT_BRANCH, activation=arguments.activation)
     teacher_branch = dataclasses.replace(TEACHER_BRANCH, activation=arguments.activation)
     # A smoke run is not a search: one alpha unless asked for more.
