@@ -14,7 +14,12 @@ scratch would forget what the base model knows about signs the user made less cl
 
 Fitting: L-BFGS on the mean cross-entropy plus ``l2 / 2 * |weights|^2`` over standardised features
 (so one penalty suits every feature's scale); the standardisation is folded back into ``weights``
-and ``bias``. ``choose_l2`` picks the penalty by leave-one-repetition-out cross-validation.
+and ``bias``. ``choose_l2`` picks the penalty by leave-one-repetition-out cross-validation;
+``fit_user_head`` does both, as stream-calibrate and train.adapt.evaluate use it.
+
+Every fit runs on one BLAS thread: the matrices are small (a few hundred windows x a few hundred
+features), and with more threads OpenBLAS spends its time spinning: 5x the CPU and 3x the wall time
+for the same result (measured, docs/RESULTS.md), CPU that stream-infer beside it needs.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 L2_CHOICES = (0.01, 0.03, 0.1, 0.3, 1.0)
+SINGLE_ROUND_L2 = 0.1  # one repetition round leaves nothing to cross-validate on
 
 
 class AdaptationError(ValueError):
@@ -136,3 +142,22 @@ def choose_l2(probabilities, features, labels, groups, choices=L2_CHOICES) -> tu
     best = max(scores.values())
     chosen = max(l2 for l2, score in scores.items() if math.isclose(score, best))
     return chosen, scores
+
+
+def fit_user_head(probabilities, features, labels, rounds, choices=L2_CHOICES) -> tuple[Head, dict]:
+    """(the head, its figures) for one user's calibration windows grouped by repetition round: the
+    penalty chosen by leave-one-round-out cross-validation (``SINGLE_ROUND_L2`` for one round), then
+    the fit on every window. Figures: ``l2``, ``l2_scores`` and ``cross_validated_accuracy`` (None
+    with one round)."""
+    from threadpoolctl import threadpool_limits
+
+    rounds = np.asarray(rounds)
+    with threadpool_limits(limits=1, user_api="blas"):
+        if len(np.unique(rounds)) > 1:
+            l2, scores = choose_l2(probabilities, features, labels, rounds, choices)
+            figures = {"l2": l2, "l2_scores": {str(key): value for key, value in scores.items()},
+                       "cross_validated_accuracy": scores[l2]}
+        else:
+            l2 = SINGLE_ROUND_L2
+            figures = {"l2": l2, "cross_validated_accuracy": None}
+        return fit_head(probabilities, features, labels, l2), figures

@@ -9,7 +9,8 @@ person, then a model card of their own beside (never over) the base model.
    rounds through the signs, into ``DIR/calibration-<time>.h5``, from the running stream-acquire.
 2. Each recording goes through the DSP and the segmenter exactly as in stream-infer; in each prompted
    span the sign the segmenter finds is cut into the window stream-infer would classify (ending when
-   the sign is decided over). A prompt where no sign is found, or whose window meets missing samples
+   the sign is decided over), and into windows ending a little before and after it
+   (``stream.adapt.shifts``). A prompt where no sign is found, or whose window meets missing samples
    (a sensor dropout), is reported by name and round: repeat it.
 3. The base model ([model] card, or ``--model``) is adapted on the device (stream.adapt, no
    TensorFlow): input alignment and/or a head correction, the penalty chosen by leave-one-round-out
@@ -40,14 +41,23 @@ DEFAULT_METHOD = "alignment+head"
 
 @dataclasses.dataclass
 class CalibrationWindows:
-    windows: dict  # modality -> (n, samples, channels)
+    windows: dict  # modality -> (n, samples, channels); one row per sign and shift
     labels: list[str]
     rounds: list[int]
     problems: list[str]  # what to repeat, one line each
+    shifts: list[int]  # model samples after the window stream-infer would classify (0: that window)
+
+    @property
+    def signs(self) -> np.ndarray:
+        """Rows of the windows stream-infer would classify: one per sign."""
+        return np.asarray(self.shifts) == 0
 
 
-def calibration_windows(recording, config, where: str = "recording") -> CalibrationWindows:
-    """The windows stream-infer would classify for each prompted sign of a guided recording."""
+def calibration_windows(recording, config, where: str = "recording", shifts_s=None) -> CalibrationWindows:
+    """The windows stream-infer would classify for each prompted sign of a guided recording, and the
+    same sign's windows ending ``shifts_s`` later (default ``CALIBRATION_SHIFTS_S``; a shifted window
+    that would leave the recording or meet missing samples is left out)."""
+    from stream.adapt.shifts import CALIBRATION_SHIFTS_S, shift_samples
     from stream.dsp.preprocess import Preprocessor
     from stream.dsp.windows import window_length_samples
     from stream.stages.segmenter import Segmenter
@@ -66,7 +76,8 @@ def calibration_windows(recording, config, where: str = "recording") -> Calibrat
     emg_rate = recording.emg_rate_hz
     arrays = {"emg": block.emg, "acc": block.acc, "gyro": block.gyro}
     windows = {name: [] for name in arrays}
-    labels, rounds, problems = [], [], []
+    labels, rounds, problems, shifts = [], [], [], []
+    offsets = shift_samples(model_rate, CALIBRATION_SHIFTS_S if shifts_s is None else shifts_s)
     seen: Counter = Counter()
     for annotation in recording.annotations:
         round_number = seen[annotation.label]
@@ -84,20 +95,24 @@ def calibration_windows(recording, config, where: str = "recording") -> Calibrat
         if low < 0 or high > len(block) or not block.valid[low:high].all():
             problems.append(f"{name}: its window meets missing samples (a sensor dropout?); repeat it")
             continue
-        for modality, array in arrays.items():
-            windows[modality].append(array[low:high])
-        labels.append(annotation.label)
-        rounds.append(round_number)
+        for offset in offsets:
+            if offset and (low + offset < 0 or high + offset > len(block) or not block.valid[low + offset:high + offset].all()):
+                continue
+            for modality, array in arrays.items():
+                windows[modality].append(array[low + offset:high + offset])
+            labels.append(annotation.label)
+            rounds.append(round_number)
+            shifts.append(offset)
     stacked = {name: np.stack(values) if values else np.zeros((0, length, arrays[name].shape[1]), np.float32)
                for name, values in windows.items()}
-    return CalibrationWindows(stacked, labels, rounds, problems)
+    return CalibrationWindows(stacked, labels, rounds, problems, shifts)
 
 
 def adapt(classifier, calibration: CalibrationWindows, method: str) -> tuple:
     """(Adaptation, the card's ``adaptation`` figures) fitted on the calibration windows."""
     from stream.adapt.alignment import fit_alignment
     from stream.adapt.card import Adaptation
-    from stream.adapt.head import choose_l2, cross_validated_accuracy, fit_head
+    from stream.adapt.head import fit_user_head
 
     if method not in METHODS:
         raise AdaptationError(f"method {method!r}: choose one of {', '.join(METHODS)}")
@@ -117,24 +132,20 @@ def adapt(classifier, calibration: CalibrationWindows, method: str) -> tuple:
                                   "use --method head, or retrain the model")
         alignment = fit_alignment(windows, statistics)
     probabilities, features = classifier.base_outputs(windows["emg"], windows["acc"], windows["gyro"], alignment=alignment)
+    signs = calibration.signs
     base_probabilities = probabilities if alignment is None else classifier.base_outputs(
-        windows["emg"], windows["acc"], windows["gyro"])[0]
-    figures = {"windows": int(len(labels)), "base_accuracy_on_calibration": float(np.mean(base_probabilities.argmax(1) == labels)),
-               "aligned_accuracy_on_calibration": float(np.mean(probabilities.argmax(1) == labels))}
+        *(windows[name][signs] for name in ("emg", "acc", "gyro")))[0]
+    figures = {"windows": int(signs.sum()), "windows_with_shifts": int(len(labels)),
+               "shifts_samples": sorted(set(calibration.shifts)),
+               "base_accuracy_on_calibration": float(np.mean(base_probabilities.argmax(1) == labels[signs])),
+               "aligned_accuracy_on_calibration": float(np.mean(probabilities[signs].argmax(1) == labels[signs]))}
     head = None
     if "head" in method:
         if features is None:
             raise AdaptationError(f"{classifier.card.path}: the model has no features output (exported before Dec "
                                   "2026); use --method alignment, or retrain the model")
-        if len(np.unique(rounds)) > 1:
-            l2, scores = choose_l2(probabilities, features, labels, rounds)
-            figures["l2_scores"] = {str(key): value for key, value in scores.items()}
-            figures["cross_validated_accuracy"] = scores[l2]
-        else:
-            l2 = 0.1
-            figures["cross_validated_accuracy"] = None  # one round: nothing to hold out
-        head = fit_head(probabilities, features, labels, l2)
-        figures["l2"] = l2
+        head, head_figures = fit_user_head(probabilities, features, labels, rounds)
+        figures.update(head_figures)
     figures["seconds"] = time.process_time() - started
     return Adaptation(method, alignment, head), figures
 
@@ -202,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         calibration = CalibrationWindows(
             {name: np.concatenate([part.windows[name] for part in parts]) for name in ("emg", "acc", "gyro")},
             [label for part in parts for label in part.labels], [number for part in parts for number in part.rounds],
-            [problem for part in parts for problem in part.problems])
+            [problem for part in parts for problem in part.problems], [shift for part in parts for shift in part.shifts])
         for problem in calibration.problems:
             print(f"stream-calibrate: warning: {problem}", file=sys.stderr)
         missing = [label for label in wanted if label not in calibration.labels]
@@ -210,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             raise AdaptationError(f"no usable repetition of {', '.join(missing)}: record them again (stream-calibrate "
                                   f"--signs {','.join(missing)} ... --out NEW) and pass both with --from")
         adaptation, figures = adapt(classifier, calibration, arguments.method)
-        counts = Counter(calibration.labels)
+        counts = Counter(label for label, shift in zip(calibration.labels, calibration.shifts) if shift == 0)
         section = {"user": arguments.user, "k": int(min(counts.values())), "signs": wanted,
                    "repetitions_requested": arguments.repetitions, "problems": calibration.problems,
                    "calibration": [{"path": str(path.resolve()), "sha256": sha256_file(path)} for path in paths], **figures}

@@ -35,8 +35,19 @@ def test_each_prompted_sign_gives_the_window_stream_infer_would_classify(guided)
     _, recording, _ = guided
     calibration = calibration_windows(recording, Config())
     assert calibration.problems == []
-    assert sorted(calibration.labels) == sorted(SIGNS * 2) and sorted(set(calibration.rounds)) == [0, 1]
-    assert calibration.windows["emg"].shape == (8, 148, 6) and np.isfinite(calibration.windows["emg"]).all()
+    signs = calibration.signs
+    assert sorted(np.array(calibration.labels)[signs]) == sorted(SIGNS * 2) and sorted(set(calibration.rounds)) == [0, 1]
+    assert calibration.windows["emg"].shape[1:] == (148, 6) and np.isfinite(calibration.windows["emg"]).all()
+    # Each sign also as windows ending 0.1 s before and 0.1 / 0.2 s after (7 and 15 model samples at
+    # 2000/27 Hz): the same samples, moved.
+    assert sorted(set(calibration.shifts)) == [-7, 0, 7, 15] and len(calibration.shifts) == 8 * 4
+    alone = calibration_windows(recording, Config(), shifts_s=())
+    assert alone.shifts == [0] * 8
+    np.testing.assert_array_equal(alone.windows["emg"], calibration.windows["emg"][signs])
+    rows = np.flatnonzero(signs)
+    later = [row + 2 for row in rows]  # rows go 0, -7, 7, 15 per sign: +2 is the window 7 samples later
+    assert all(calibration.shifts[row] == 7 for row in later)
+    np.testing.assert_array_equal(calibration.windows["emg"][later][:, :-7], calibration.windows["emg"][rows][:, 7:])
 
 
 def test_calibrate_writes_a_complete_card_the_classifier_runs(guided, tmp_path, capsys):
@@ -53,6 +64,7 @@ def test_calibrate_writes_a_complete_card_the_classifier_runs(guided, tmp_path, 
     adaptation = document["adaptation"]
     assert summary["model_id"] == document["model_id"] and document["model_id"].startswith(adaptation["base_model_id"])
     assert adaptation["k"] == 2 and adaptation["windows"] == 8 and adaptation["method"] == "alignment+head"
+    assert adaptation["windows_with_shifts"] == 32 and adaptation["shifts_samples"] == [-7, 0, 7, 15]
     assert adaptation["calibration"][0]["sha256"] == sha256_file(path)
     assert 0.0 <= adaptation["cross_validated_accuracy"] <= 1.0 and adaptation["seconds"] >= 0
     classifier = Classifier.from_config(Config(model=type(Config().model)(card=str(out / "model_card.json"))))

@@ -8,7 +8,9 @@ windows the model is trained and tested on (``train.distill.data``: ending ``hol
 annotated sign). For each k, ``draws`` times: k repetition rounds are drawn at random (seeded; a
 round = one repetition of every sign, as in a guided calibration), each method is fitted on those
 rounds' windows with the on-device code (``stream.adapt``: no TensorFlow), and tested on the rounds
-not drawn. k = 0 is the model as it is. Prints one JSON object: per signer and k, each method's
+not drawn. As stream-calibrate does, each calibration sign also gives windows ending
+``stream.adapt.shifts.CALIBRATION_SHIFTS_S`` later (``--shifts 0`` for the one window only); tests
+use the un-shifted window. k = 0 is the model as it is. Prints one JSON object: per signer and k, each method's
 accuracy (mean over draws) and adaptation seconds (one core: the model on the calibration windows
 plus the fit), then the mean over signers.
 """
@@ -25,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from stream.adapt.alignment import fit_alignment
-from stream.adapt.head import L2_CHOICES, choose_l2, fit_head
+from stream.adapt.head import L2_CHOICES, fit_user_head
+from stream.adapt.shifts import CALIBRATION_SHIFTS_S, shift_samples
 
 METHODS = ("alignment", "head", "alignment+head")
-DEFAULT_L2 = 0.1  # k = 1: one round leaves nothing to cross-validate on
 
 
 def parse_list(text: str, kind=int) -> list:
@@ -38,9 +40,9 @@ def parse_list(text: str, kind=int) -> list:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list") from None
 
 
-def signer_windows(dataset, signer: str, config, model_labels) -> tuple[dict, np.ndarray, np.ndarray]:
-    """(modality -> (n, samples, channels) windows, labels as the model's class indices, repetition
-    rounds) of ``signer``."""
+def signer_windows(dataset, signer: str, config, model_labels):
+    """(``train.distill.data.WindowSet``, labels as the model's class indices, repetition rounds) of
+    ``signer``."""
     from train.distill.data import build_window_set, plan_from_config
 
     entries = [entry for entry in dataset.entries if entry.signer == signer and entry.kind == "isolated"]
@@ -52,36 +54,49 @@ def signer_windows(dataset, signer: str, config, model_labels) -> tuple[dict, np
     windows = build_window_set(dataset, entries, config, plan_from_config(config), progress_every=0)
     rounds = {entry.id: entry.repetition for entry in entries}
     labels = np.array([list(model_labels).index(dataset.labels[index]) for index in windows.labels])
-    return windows.windows(), labels, np.array([rounds[identifier] for identifier in windows.ids])
+    return windows, labels, np.array([rounds[identifier] for identifier in windows.ids])
 
 
-def adapt_and_score(classifier, method: str, windows: dict, labels: np.ndarray, rounds: np.ndarray,
-                    calibration: np.ndarray, base_test: tuple, statistics: dict | None) -> tuple[float, float]:
+def calibration_set(window_set, rows: np.ndarray, offsets: list[int]) -> tuple[dict, np.ndarray]:
+    """(windows, their rows) for the calibration ``rows``: each ending at its anchor plus each offset,
+    as far as the recording allows (an end outside it is left out, as stream-calibrate does)."""
+    parts, taken = [], []
+    for offset in offsets:
+        ends = window_set.anchor[rows] + offset
+        inside = (ends >= window_set.lowest_end[rows]) & (ends <= window_set.highest_end[rows])
+        parts.append(window_set.windows(rows[inside], ends[inside]))
+        taken.append(rows[inside])
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}, np.concatenate(taken)
+
+
+def adapt_and_score(classifier, method: str, window_set, labels: np.ndarray, rounds: np.ndarray,
+                    calibration: np.ndarray, test_windows: dict, base_test: tuple, statistics: dict | None,
+                    offsets: list[int]) -> tuple[float, float]:
     """(accuracy on the rounds not in ``calibration``, adaptation seconds) for one method and draw."""
     test = ~calibration
     started = time.process_time()
+    windows, rows = calibration_set(window_set, np.flatnonzero(calibration), offsets)
     alignment = None
     if "alignment" in method:
-        alignment = fit_alignment({name: array[calibration] for name, array in windows.items()}, statistics)
+        alignment = fit_alignment(windows, statistics)
     head = None
     if "head" in method:
-        probabilities, features = classifier.base_outputs(*(windows[name][calibration] for name in ("emg", "acc", "gyro")),
+        probabilities, features = classifier.base_outputs(*(windows[name] for name in ("emg", "acc", "gyro")),
                                                           alignment=alignment)
-        groups = rounds[calibration]
-        l2 = choose_l2(probabilities, features, labels[calibration], groups)[0] if len(np.unique(groups)) > 1 else DEFAULT_L2
-        head = fit_head(probabilities, features, labels[calibration], l2)
+        head = fit_user_head(probabilities, features, labels[rows], rounds[rows])[0]
     seconds = time.process_time() - started
     if alignment is None:
         probabilities, features = base_test
     else:
-        probabilities, features = classifier.base_outputs(*(windows[name][test] for name in ("emg", "acc", "gyro")),
+        probabilities, features = classifier.base_outputs(*(test_windows[name] for name in ("emg", "acc", "gyro")),
                                                           alignment=alignment)
     if head is not None:
         probabilities = head.apply(probabilities, features)
     return float(np.mean(probabilities.argmax(axis=1) == labels[test])), seconds
 
 
-def evaluate_signer(classifier, windows, labels, rounds, ks, methods, draws: int, seed: int) -> dict:
+def evaluate_signer(classifier, window_set, labels, rounds, ks, methods, draws: int, seed: int,
+                    offsets: list[int] = (0,)) -> dict:
     statistics = classifier.card.document.get("input_statistics")
     if statistics is None and any("alignment" in method for method in methods):
         raise ValueError(f"{classifier.card.path}: no input_statistics in the card; alignment needs a model "
@@ -89,6 +104,7 @@ def evaluate_signer(classifier, windows, labels, rounds, ks, methods, draws: int
     distinct = np.unique(rounds)
     rng = np.random.default_rng(seed)
     result = {"windows": int(len(labels)), "rounds": int(len(distinct)), "by_k": {}}
+    windows = window_set.windows()
     for k in ks:
         if k >= len(distinct):
             raise ValueError(f"k = {k}: the signer has only {len(distinct)} repetition rounds, one must stay for testing")
@@ -98,13 +114,14 @@ def evaluate_signer(classifier, windows, labels, rounds, ks, methods, draws: int
             chosen = rng.choice(distinct, size=k, replace=False) if k else np.array([], dtype=rounds.dtype)
             calibration = np.isin(rounds, chosen)
             test = ~calibration
-            base_test = classifier.base_outputs(*(windows[name][test] for name in ("emg", "acc", "gyro")))
+            test_windows = {name: array[test] for name, array in windows.items()}
+            base_test = classifier.base_outputs(*(test_windows[name] for name in ("emg", "acc", "gyro")))
             scores["none"].append(float(np.mean(base_test[0].argmax(axis=1) == labels[test])))
             if k == 0:
                 continue
             for method in methods:
-                accuracy, spent = adapt_and_score(classifier, method, windows, labels, rounds, calibration, base_test,
-                                                  statistics)
+                accuracy, spent = adapt_and_score(classifier, method, window_set, labels, rounds, calibration,
+                                                  test_windows, base_test, statistics, offsets)
                 scores[method].append(accuracy)
                 seconds[method].append(spent)
         result["by_k"][str(k)] = {
@@ -125,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"comma-separated, of {', '.join(METHODS)}")
     parser.add_argument("--draws", type=int, default=3, help="random draws of the calibration rounds per k")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shifts", type=lambda text: parse_list(text, float), default=list(CALIBRATION_SHIFTS_S),
+                        help="seconds: each calibration sign's windows end this much after stream-infer's (default "
+                             f"{','.join(str(value) for value in CALIBRATION_SHIFTS_S)}, as stream-calibrate; 0 = one window)")
     parser.add_argument("--config", type=Path, default=None, help="TOML config (preprocessing); default: shipped")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     return parser
@@ -148,11 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         signers = arguments.signer or sorted({entry.signer for entry in dataset.entries if entry.kind == "isolated"})
         report = {"model": classifier.model_id, "data": str(arguments.data), "k": arguments.k,
                   "methods": arguments.methods, "draws": arguments.draws, "seed": arguments.seed,
-                  "l2_choices": list(L2_CHOICES), "signers": {}}
+                  "l2_choices": list(L2_CHOICES), "shifts_s": arguments.shifts, "signers": {}}
+        offsets = shift_samples(config.preprocess.model_rate_hz, arguments.shifts)
         for signer in signers:
             windows, labels, rounds = signer_windows(dataset, signer, config, classifier.labels)
             report["signers"][signer] = evaluate_signer(classifier, windows, labels, rounds, arguments.k,
-                                                        arguments.methods, arguments.draws, arguments.seed)
+                                                        arguments.methods, arguments.draws, arguments.seed, offsets)
     except (ConfigError, DatasetError, OSError, ValueError) as error:
         print(f"train.adapt.evaluate: {error}", file=sys.stderr)
         return 2
