@@ -142,6 +142,15 @@ def test_quick_training_end_to_end(small_dataset, tmp_path):
     for name in ("report.md", "learning_curves.png", "confusion_matrix.png", "ablation.png", "results.json"):
         assert (out / name).stat().st_size > 0
     assert not [path.name for path in out.iterdir() if path.name.endswith(".partial")]
+    # The shipped student's Keras weights, named with their sha256, rebuild it for train.adapt.finetune.
+    from train.adapt.finetune import load_student, probabilities as keras_probabilities
+
+    weights = training["keras_weights"]
+    assert (out / weights["file"]).stat().st_size > 0 and not list(out.glob("*.partial.*"))
+    rebuilt = load_student(out / "model_card.json", card)
+    zeros = {"emg": np.zeros((2, 148, 6), np.float32), "acc": np.zeros((2, 148, 18), np.float32),
+             "gyro": np.zeros((2, 148, 18), np.float32)}
+    np.testing.assert_allclose(keras_probabilities(rebuilt, zeros).sum(axis=1), 1.0, atol=1e-5)
     config = config_from_dict({"model": {"card": str(out / "model_card.json")}})
     classifier = Classifier.from_config(config)
     probabilities = classifier.predict_batch(np.zeros((2, 148, 6), np.float32), np.zeros((2, 148, 18), np.float32),

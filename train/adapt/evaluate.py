@@ -31,6 +31,8 @@ from stream.adapt.head import L2_CHOICES, fit_user_head
 from stream.adapt.shifts import CALIBRATION_SHIFTS_S, shift_samples
 
 METHODS = ("alignment", "head", "alignment+head")
+# TensorFlow on a workstation (train.adapt.finetune): measured beside the device's methods on request.
+WORKSTATION_METHODS = ("finetune",)
 
 
 def parse_list(text: str, kind=int) -> list:
@@ -71,11 +73,17 @@ def calibration_set(window_set, rows: np.ndarray, offsets: list[int]) -> tuple[d
 
 def adapt_and_score(classifier, method: str, window_set, labels: np.ndarray, rounds: np.ndarray,
                     calibration: np.ndarray, test_windows: dict, base_test: tuple, statistics: dict | None,
-                    offsets: list[int]) -> tuple[float, float]:
+                    offsets: list[int], student=None) -> tuple[float, float]:
     """(accuracy on the rounds not in ``calibration``, adaptation seconds) for one method and draw."""
     test = ~calibration
     started = time.process_time()
     windows, rows = calibration_set(window_set, np.flatnonzero(calibration), offsets)
+    if method == "finetune":
+        from train.adapt.finetune import finetune, probabilities
+
+        model = finetune(student, windows, labels[rows])
+        seconds = time.process_time() - started
+        return float(np.mean(probabilities(model, test_windows).argmax(axis=1) == labels[test])), seconds
     alignment = None
     if "alignment" in method:
         alignment = fit_alignment(windows, statistics)
@@ -96,7 +104,7 @@ def adapt_and_score(classifier, method: str, window_set, labels: np.ndarray, rou
 
 
 def evaluate_signer(classifier, window_set, labels, rounds, ks, methods, draws: int, seed: int,
-                    offsets: list[int] = (0,)) -> dict:
+                    offsets: list[int] = (0,), student=None) -> dict:
     statistics = classifier.card.document.get("input_statistics")
     if statistics is None and any("alignment" in method for method in methods):
         raise ValueError(f"{classifier.card.path}: no input_statistics in the card; alignment needs a model "
@@ -121,7 +129,7 @@ def evaluate_signer(classifier, window_set, labels, rounds, ks, methods, draws: 
                 continue
             for method in methods:
                 accuracy, spent = adapt_and_score(classifier, method, window_set, labels, rounds, calibration,
-                                                  test_windows, base_test, statistics, offsets)
+                                                  test_windows, base_test, statistics, offsets, student)
                 scores[method].append(accuracy)
                 seconds[method].append(spent)
         result["by_k"][str(k)] = {
@@ -139,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--signer", action="append", default=[], help="only these signers (repeatable)")
     parser.add_argument("--k", type=parse_list, default=[0, 1, 2, 3, 5], help="rounds of calibration (default 0,1,2,3,5)")
     parser.add_argument("--methods", type=lambda text: parse_list(text, str), default=list(METHODS),
-                        help=f"comma-separated, of {', '.join(METHODS)}")
+                        help=f"comma-separated, of {', '.join(METHODS + WORKSTATION_METHODS)} (default: the "
+                             "device's; finetune needs TensorFlow and the card's Keras weights)")
     parser.add_argument("--draws", type=int, default=3, help="random draws of the calibration rounds per k")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shifts", type=lambda text: parse_list(text, float), default=list(CALIBRATION_SHIFTS_S),
@@ -156,14 +165,20 @@ def main(argv: list[str] | None = None) -> int:
     from stream.stages.classifier import Classifier
 
     arguments = build_parser().parse_args(argv)
-    unknown = [method for method in arguments.methods if method not in METHODS]
+    unknown = [method for method in arguments.methods if method not in METHODS + WORKSTATION_METHODS]
     if unknown:
-        print(f"train.adapt.evaluate: unknown method(s) {unknown}; choose from {', '.join(METHODS)}", file=sys.stderr)
+        print(f"train.adapt.evaluate: unknown method(s) {unknown}; choose from "
+              f"{', '.join(METHODS + WORKSTATION_METHODS)}", file=sys.stderr)
         return 2
     try:
         config = load_config(arguments.config) if arguments.config else Config()
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, card=str(arguments.model.resolve())))
         classifier = Classifier.from_config(config)
+        student = None
+        if "finetune" in arguments.methods:
+            from train.adapt.finetune import load_student
+
+            student = load_student(arguments.model, classifier.card.document)
         dataset = open_dataset(arguments.data)
         signers = arguments.signer or sorted({entry.signer for entry in dataset.entries if entry.kind == "isolated"})
         report = {"model": classifier.model_id, "data": str(arguments.data), "k": arguments.k,
@@ -173,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         for signer in signers:
             windows, labels, rounds = signer_windows(dataset, signer, config, classifier.labels)
             report["signers"][signer] = evaluate_signer(classifier, windows, labels, rounds, arguments.k,
-                                                        arguments.methods, arguments.draws, arguments.seed, offsets)
+                                                        arguments.methods, arguments.draws, arguments.seed, offsets,
+                                                        student)
     except (ConfigError, DatasetError, OSError, ValueError) as error:
         print(f"train.adapt.evaluate: {error}", file=sys.stderr)
         return 2

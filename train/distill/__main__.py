@@ -343,6 +343,13 @@ def run(arguments) -> dict:
         "total_seconds": seconds, "devices": [device.name for device in tf.config.list_logical_devices()],
         "replicas": strategy.num_replicas_in_sync,
     }
+    # The shipped student's Keras weights (HDF5, no pickle): what `python -m train.adapt` fine-tunes on
+    # a workstation. Written before the card, which names them with their sha256.
+    out = arguments.out
+    from stream.stages.model_card import sha256_file
+
+    weights_path = save_student_weights(student, out)
+    training["keras_weights"] = {"file": weights_path.name, "sha256": sha256_file(weights_path)}
     # Recorded only when used, so that a default run's card keeps its keys.
     if arguments.ensemble != "mean":
         training["ensemble"] = arguments.ensemble
@@ -367,7 +374,6 @@ def run(arguments) -> dict:
 
     card["input_statistics"] = input_statistics(train_inputs)
     # 5. Results, report, then the model files and the card last.
-    out = arguments.out
     from stream.common.atomic import atomic_write_json
     atomic_write_json(out / "results.json", {"summary": summary, "exported": exported, "sizes_bytes": sizes,
                                              "parameters": parameters, "training": training,
@@ -377,6 +383,19 @@ def run(arguments) -> dict:
     card_path = card_module.write_model(out, model_files, card)
     log.info("wrote %s in %.0f s", card_path, time.monotonic() - started)
     return card
+
+
+STUDENT_WEIGHTS_FILE = "student.weights.h5"
+
+
+def save_student_weights(student, out: Path) -> Path:
+    """``out/student.weights.h5``, complete or not at all (written beside it, then renamed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / STUDENT_WEIGHTS_FILE
+    partial = out / "student.partial.weights.h5"  # the same ending: tf_keras picks the format by it
+    student.save_weights(str(partial))
+    os.replace(partial, target)
+    return target
 
 
 def run_command(function, arguments, interrupted: str, refused: tuple = ()):
