@@ -272,10 +272,14 @@ def test_other_sensor_layouts_run_through_the_three_daemons(profile, processes, 
     emg, acc, gyro = layout_signals(layout, 12.0, bursts)
     write_recording(tmp_path / "r.h5", Recording(emg, acc, gyro, layout.emg_rate_hz, layout.imu_rate_hz,
                                                  layout.sensor_names))
-    events = subscriber(zmq_context, endpoints["events"], b"event")
+    events = subscriber(zmq_context, endpoints["events"], b"event", b"status")
+    predictions = subscriber(zmq_context, endpoints["predictions"], b"status")
     running = [processes.start_python([PYTHON_MODULE, f"stream.daemons.{name}", "--config", str(config)])
                for name in ("sink", "infer")]
-    time.sleep(1.0)  # infer and sink subscribed before the short replay starts
+    # Both running before the short replay starts (a fixed sleep lost the first burst on a loaded host).
+    wait_for_status(predictions, lambda status: status["daemon"] == "stream-infer", timeout_s=30)
+    wait_for_status(events, lambda status: status["daemon"] == "stream-sink", timeout_s=30)
+    time.sleep(0.5)  # their subscriptions reach stream-acquire's socket as soon as it binds
     running.append(processes.start_python([PYTHON_MODULE, "stream.daemons.acquire", "--config", str(config)]))
     received = receive_until(events, lambda parts: parts[0] == b"event" and decode_event(parts)["start_time_s"] > 8.5,
                              timeout_s=40)
