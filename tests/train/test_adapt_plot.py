@@ -28,8 +28,10 @@ def test_the_plot_is_written_and_bad_input_is_one_line(tmp_path, capsys):
     first.write_text(json.dumps(report("signer-01", 0.6, 0.9)))
     second.write_text(json.dumps(report("signer-02", 0.8, 1.0)))
     out = tmp_path / "plot.png"
-    assert main([f"{first}+{second}", str(first), "--out", str(out), "--titles", "folds,one"]) == 0
+    assert main([f"{first}+{second}", str(first), "--out", str(out), "--titles", "folds,one", "--table"]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    printed = capsys.readouterr().out
+    assert "| folds | head | 70.0 | 95.0 |" in printed and "| one | head | 60.0 | 90.0 |" in printed
     assert main([str(tmp_path / "missing.json"), "--out", str(out)]) == 2
     assert "missing.json" in capsys.readouterr().err
     assert main([str(first), "--out", str(out), "--titles", "a,b"]) == 2

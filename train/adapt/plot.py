@@ -47,6 +47,19 @@ def merge(reports: list[dict]) -> dict:
     return {"signers": signers, "methods": methods, "mean": mean}
 
 
+def table(reports: list[dict], titles: list[str]) -> str:
+    """The same curves as a markdown table: a row per panel and method, a column per k (%)."""
+    ks = sorted({int(k) for report in reports for k in report["mean"]})
+    lines = ["| model, people | method | " + " | ".join(f"k = {k}" for k in ks) + " |",
+             "| --- | --- | " + " | ".join("---:" for _ in ks) + " |"]
+    for report, title in zip(reports, titles):
+        for method, (method_ks, values) in curves(report).items():
+            by_k = dict(zip(method_ks, values))
+            cells = [f"{by_k[k]:.1f}" if k in by_k else "-" for k in ks]
+            lines.append(f"| {title} | {STYLE[method][0]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(reports: list[dict], titles: list[str], out: Path) -> None:
     import matplotlib
 
@@ -76,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("reports", nargs="+", help="report files; a+b+c: one panel over their signers")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--titles", default=None, help="comma-separated, one per report (default: its signers)")
+    parser.add_argument("--table", action="store_true", help="also print the curves as a markdown table")
     arguments = parser.parse_args(argv)
     try:
         reports = [merge([json.loads(Path(part).read_text()) for part in str(group).split("+")])
@@ -88,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"train.adapt.plot: {len(titles)} titles for {len(reports)} reports", file=sys.stderr)
         return 2
     plot(reports, titles, arguments.out)
+    if arguments.table:
+        print(table(reports, titles))
     print(arguments.out)
     return 0
 
