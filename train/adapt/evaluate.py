@@ -10,9 +10,10 @@ round = one repetition of every sign, as in a guided calibration), each method i
 rounds' windows with the on-device code (``stream.adapt``: no TensorFlow), and tested on the rounds
 not drawn. As stream-calibrate does, each calibration sign also gives windows ending
 ``stream.adapt.shifts.CALIBRATION_SHIFTS_S`` later (``--shifts 0`` for the one window only); tests
-use the un-shifted window. k = 0 is the model as it is. Prints one JSON object: per signer and k, each method's
-accuracy (mean over draws) and adaptation seconds (one core: the model on the calibration windows
-plus the fit), then the mean over signers.
+use the un-shifted window. k = 0 is the model as it is. ``--methods ...,finetune`` adds the
+workstation option (TensorFlow, ``train.adapt.finetune``) on the same draws. Prints one JSON object:
+per signer and k, each method's accuracy (mean over draws) and adaptation seconds (process CPU: the
+model on the calibration windows plus the fit), then the mean over signers.
 """
 
 from __future__ import annotations
