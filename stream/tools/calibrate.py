@@ -133,7 +133,7 @@ def adapt(classifier, calibration: CalibrationWindows, method: str) -> tuple:
         alignment = fit_alignment(windows, statistics)
     probabilities, features = classifier.base_outputs(windows["emg"], windows["acc"], windows["gyro"], alignment=alignment)
     signs = calibration.signs
-    base_probabilities = probabilities if alignment is None else classifier.base_outputs(
+    base_probabilities = probabilities[signs] if alignment is None else classifier.base_outputs(
         *(windows[name][signs] for name in ("emg", "acc", "gyro")))[0]
     figures = {"windows": int(signs.sum()), "windows_with_shifts": int(len(labels)),
                "shifts_samples": sorted(set(calibration.shifts)),
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             raise AdaptationError(f"no usable repetition of {', '.join(missing)}: record them again (stream-calibrate "
                                   f"--signs {','.join(missing)} ... --out NEW) and pass both with --from")
         adaptation, figures = adapt(classifier, calibration, arguments.method)
-        counts = Counter(label for label, shift in zip(calibration.labels, calibration.shifts) if shift == 0)
+        counts = Counter(np.asarray(calibration.labels)[calibration.signs].tolist())
         section = {"user": arguments.user, "k": int(min(counts.values())), "signs": wanted,
                    "repetitions_requested": arguments.repetitions, "problems": calibration.problems,
                    "calibration": [{"path": str(path.resolve()), "sha256": sha256_file(path)} for path in paths], **figures}

@@ -98,3 +98,13 @@ def test_a_card_is_never_overwritten(guided, tmp_path, capsys):
     assert main(arguments) == 1
     assert "already holds a model card" in capsys.readouterr().err
     assert (out / "model_card.json").read_bytes() == before
+
+
+def test_the_head_alone_reports_its_figures_on_the_signs_windows(guided, tmp_path, capsys):
+    path, _, card = guided
+    out = tmp_path / "head"
+    assert main(["--user", "me", "--out", str(out), "--signs", ",".join(SIGNS), "--model", str(card),
+                 "--from", str(path), "--method", "head"]) == 0
+    adaptation = json.loads((out / "model_card.json").read_text())["adaptation"]
+    assert adaptation["method"] == "head" and adaptation["windows"] == 8 and adaptation["windows_with_shifts"] == 32
+    assert adaptation["base_accuracy_on_calibration"] == adaptation["aligned_accuracy_on_calibration"]
