@@ -4,7 +4,9 @@ Sources, by ``[acquire] source``: ``synthetic`` (the simulated signer performing
 with rest between them), ``replay`` (a recording at ``speed`` x real time) and ``trigno`` (a Delsys
 Trigno base station through its SDK TCP protocol). Frames go out on ``[endpoints] frames`` (PUB:
 a slow or absent subscriber never blocks acquisition; at the high-water mark ZeroMQ drops, and the
-readers see the gap in the sequence numbers). A source that knows the ground truth (synthetic,
+readers see the gap in the sequence numbers). Before the first frame, and after every status
+heartbeat, the ``description`` message says what the frames hold (docs/protocol.md); each frame
+header names it by id. A source that knows the ground truth (synthetic,
 replay of an annotated recording) also publishes each completed annotation as a ``truth`` message.
 """
 
@@ -66,14 +68,26 @@ class TruthPublisher:
         return messages
 
 
-def acquire(daemon: Daemon, source, max_frames: int = 0) -> None:
-    """The acquisition loop: the source paces it; the stop flag is checked after every frame."""
+def acquire(daemon: Daemon, source, max_frames: int = 0, also_bind: tuple[str, ...] = ()) -> None:
+    """The acquisition loop: the source paces it; the stop flag is checked after every frame.
+    Frames go out on ``[endpoints] frames`` and on each of ``also_bind`` (stream-pipeline's inproc)."""
     config = daemon.config
     publisher = daemon.bind_publisher(config.endpoints.frames)
+    for endpoint in also_bind:
+        publisher.bind(endpoint)
     encoder = FrameEncoder(FrameSpec.from_config(config), session=daemon.session)
     truth = TruthPublisher(config, daemon.session)
     daemon.info.update(source=config.acquire.source, session=daemon.session)
-    daemon.declare_counters("frames", "frames_dropped", "truth")
+    daemon.declare_counters("frames", "frames_dropped", "truth", "descriptions", "descriptions_dropped")
+
+    def publish_description() -> None:
+        try:
+            publisher.send_multipart(encoder.encode_description(), flags=zmq.NOBLOCK)
+            daemon.count("descriptions")
+        except zmq.Again:
+            daemon.count("descriptions_dropped")
+
+    daemon.on_heartbeat(publish_description)
     daemon.state = "running"
     daemon.publish_status()
     frames = iter(source)

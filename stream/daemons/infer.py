@@ -1,8 +1,9 @@
 """stream-infer: frames in, class probabilities for each segmented sign out.
 
-Subscribes to ``[endpoints] frames``; checks every frame (protocol.decode_frame: layout, rates,
-channel names, finite values) and its sequence number; runs the Recognizer stage (Preprocessor ->
-WindowAssembler -> Segmenter -> LiteRT Classifier) and publishes one prediction per segment on
+Subscribes to ``[endpoints] frames`` (frames and the stream description); the InferenceStage
+(stream/stages/inference.py) checks every frame (protocol.FrameDecoder: the configured layout's
+description id, sizes, finite values) and its sequence number and runs the Recognizer (Preprocessor
+-> WindowAssembler -> Segmenter -> LiteRT Classifier); one prediction per segment goes out on
 ``[endpoints] predictions``. The model's sha256 is checked against its card before it is loaded
 (``Classifier.from_config``). Missed frames (sequence gaps) are counted; the DSP marks the missing
 samples invalid, so no window spanning them is classified. A restarted stream-acquire (new session)
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections import deque
 
 import numpy as np
 import zmq
@@ -34,18 +34,13 @@ import zmq
 from stream.config import ConfigError, load_config, to_dict
 from stream.config.cli import build_parser, load_config_or_exit
 from stream.daemons.skeleton import Daemon, DaemonError, run_daemon
-from stream.stages.recognizer import Recognizer, WallClockMap
-from stream.wire.protocol import TOPIC_FRAME, FrameSpec, SequenceTracker, decode_frame, encode_prediction
+from stream.stages.inference import InferenceStage
+from stream.stages.recognizer import Recognizer
+from stream.wire.protocol import TOPIC_DESCRIPTION, TOPIC_FRAME, encode_prediction
 
-TIMING_SAMPLES = 4096
-# Every counter stream-infer sends from its first status on, besides the stages' own
-# (Recognizer.all_counters()); docs/protocol.md lists them all. Timings are 0 until measured.
-INFER_COUNTERS = (
-    "frames", "frame_gaps", "frames_missed", "frames_out_of_order", "acquire_restarts", "frames_with_dropout",
-    "predictions", "predictions_dropped", "inference_ms_total", "inference_ms_mean",
-    "frame_processing_ms_p50", "frame_processing_ms_p99", "frame_delay_ms_p50", "frame_delay_ms_p99",
-    "model_switches", "model_switches_refused",
-)
+# Every counter stream-infer sends from its first status on, besides its stage's (InferenceStage:
+# STAGE_COUNTERS and the Recognizer's); docs/protocol.md lists them all.
+INFER_COUNTERS = ("predictions", "predictions_dropped", "model_switches", "model_switches_refused")
 
 
 def load_classifier(config):
@@ -76,10 +71,11 @@ def model_info(config, classifier) -> dict:
             "model_card": str(config.resolve_path(config.model.card))}
 
 
-def switch_model(daemon: Daemon, recognizer: Recognizer, config_path) -> None:
+def switch_model(daemon: Daemon, stage: InferenceStage, config_path) -> None:
     """SIGHUP: load the model the config file names now, with every start-up check; replace the
     running one only if all pass (see the module docstring)."""
     running = daemon.config
+    recognizer = stage.recognizer
     try:
         fresh = load_config(config_path)
         candidate = dataclasses.replace(running, model=fresh.model, base_dir=fresh.base_dir)
@@ -106,82 +102,38 @@ def switch_model(daemon: Daemon, recognizer: Recognizer, config_path) -> None:
     daemon.publish_status()
 
 
-def setup_infer(daemon: Daemon, config_path=None):
+def setup_infer(daemon: Daemon, config_path=None, frames_endpoint: str | None = None,
+                predictions_endpoints: tuple[str, ...] = ()):
+    """stream-infer on ``daemon``: subscribes to the frames (``frames_endpoint``, default the config's),
+    publishes on the config's predictions endpoint and any ``predictions_endpoints`` more (the
+    single-process pipeline adds an inproc one)."""
     config = daemon.config
     classifier = load_classifier(config)
     warm_up(config, classifier)
-    recognizer = Recognizer(config, classifier)
-    spec = FrameSpec.from_config(config)
-    tracker = SequenceTracker()
-    clock = WallClockMap()
-    emg_rate = float(config.sensors.emg_rate_hz)
+    stage = InferenceStage(config, classifier, daemon.session, counters=daemon.counters)
     publisher = daemon.bind_publisher(config.endpoints.predictions)
+    for endpoint in predictions_endpoints:
+        publisher.bind(endpoint)
     daemon.info.update(model_info(config, classifier))
     if config_path is not None:
-        daemon.on_reload(lambda: switch_model(daemon, recognizer, config_path))
-    daemon.declare_counters(*INFER_COUNTERS, *recognizer.all_counters())
-    frame_process_ms: deque[float] = deque(maxlen=TIMING_SAMPLES)
-    frame_delay_ms: deque[float] = deque(maxlen=TIMING_SAMPLES)
-    sequence = 0
+        daemon.on_reload(lambda: switch_model(daemon, stage, config_path))
+    daemon.declare_counters(*INFER_COUNTERS)
 
-    def on_frame(parts: list[bytes]) -> None:
-        nonlocal sequence
-        received_wall = time.time()
-        started = time.perf_counter()
-        header, frame = decode_frame(parts, spec)
-        kind = tracker.observe(header.session, header.sequence)
-        if kind == "restart":
-            daemon.count("acquire_restarts")
-            recognizer.reset()
-            clock.reset()
-        elif kind == "gap":
-            daemon.count("frame_gaps")
-        elif kind == "old":
-            daemon.count("frames_out_of_order")
+    def on_message(parts: list[bytes]) -> None:
+        if parts and parts[0] == TOPIC_DESCRIPTION:
+            stage.process_description(parts)
             return
-        daemon.counters["frames_missed"] = tracker.missed
-        daemon.count("frames")
-        if np.isnan(frame.emg).any() or np.isnan(frame.acc).any() or np.isnan(frame.gyro).any():
-            daemon.count("frames_with_dropout")
-        clock.observe((frame.emg_first_index + frame.emg.shape[0]) / emg_rate, header.published_wall)
-        recognitions = recognizer.process_frame(frame)
-        finished = time.perf_counter()
-        inference_s = sum(recognition.inference_s for recognition in recognitions)
-        frame_process_ms.append((finished - started - inference_s) * 1000)
-        frame_delay_ms.append((received_wall - header.published_wall) * 1000)
-        for recognition in recognitions:
-            prediction = recognizer.prediction_fields(recognition, clock.offset_s or 0.0)
-            prediction.update(
-                seq=sequence, session=daemon.session, t_wall=time.time(), source_session=header.session,
-                timing={
-                    "frame_published_wall": header.published_wall,
-                    "frame_received_wall": received_wall,
-                    "dsp_ms": (finished - started - inference_s) * 1000,
-                    "inference_ms": recognition.inference_s * 1000,
-                },
-            )
-            sequence += 1
+        for prediction in stage.process_frame_message(parts):
             try:
                 publisher.send_multipart(encode_prediction(prediction), flags=zmq.NOBLOCK)
                 daemon.count("predictions")
             except zmq.Again:
                 daemon.count("predictions_dropped")
-            daemon.count("inference_ms_total", recognition.inference_s * 1000)
             daemon.log.debug("prediction %s (%.2f) %.2f-%.2f s", prediction["label"], prediction["confidence"],
                              prediction["start_time_s"], prediction["end_time_s"])
 
-    def tick() -> None:
-        daemon.counters.update(recognizer.all_counters())
-        for name, samples in (("frame_processing_ms", frame_process_ms), ("frame_delay_ms", frame_delay_ms)):
-            if samples:
-                values = np.fromiter(samples, dtype=np.float64)
-                daemon.counters[f"{name}_p50"] = float(np.percentile(values, 50))
-                daemon.counters[f"{name}_p99"] = float(np.percentile(values, 99))
-        if daemon.counters.get("classifications"):
-            daemon.counters["inference_ms_mean"] = daemon.counters["inference_ms_total"] / daemon.counters["classifications"]
-
-    daemon.connect_subscriber(config.endpoints.frames, (TOPIC_FRAME,), on_frame)
-    return _every(tick, config.endpoints.heartbeat_interval_s / 2)
+    daemon.connect_subscriber(frames_endpoint or config.endpoints.frames, (TOPIC_FRAME, TOPIC_DESCRIPTION), on_message)
+    return _every(stage.update_counters, config.endpoints.heartbeat_interval_s / 2)
 
 
 def _every(function, interval_s: float):

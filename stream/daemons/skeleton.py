@@ -54,14 +54,21 @@ def _load_key_pair(path: str, key: str) -> tuple[bytes, bytes | None]:
 DAEMON_COUNTERS = ("bad_messages", "handler_errors", "status_dropped")
 
 
-class Daemon:
-    """Sockets, signals, counters and status for one daemon process."""
+# One ZAP authenticator per context: the daemons of stream-pipeline share one context (inproc://
+# needs that), and a context has a single ZAP handler.
+_AUTHENTICATORS: dict[int, object] = {}
 
-    def __init__(self, name: str, config: Config):
+
+class Daemon:
+    """Sockets, signals, counters and status for one daemon (a process, or a thread of
+    stream-pipeline, which passes the ``context`` its daemons share and closes it itself)."""
+
+    def __init__(self, name: str, config: Config, context: zmq.Context | None = None):
         self.name = name
         self.config = config
         self.log = logging.getLogger(name)
-        self.context = zmq.Context()
+        self._owns_context = context is None
+        self.context = zmq.Context() if context is None else context
         self.context.setsockopt(zmq.LINGER, 0)
         self.poller = zmq.Poller()
         self.stop_requested = False
@@ -80,6 +87,7 @@ class Daemon:
         self._closers: list[Callable[[], None]] = []
         self._stop_hooks: list[Callable[[], None]] = []
         self._reload_hooks: list[Callable[[], None]] = []
+        self._heartbeat_hooks: list[Callable[[], None]] = []
         self.reload_requested = False
 
     def on_close(self, closer: Callable[[], None]) -> None:
@@ -94,6 +102,10 @@ class Daemon:
     def on_reload(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` in the loop (not in the signal handler) after each SIGHUP."""
         self._reload_hooks.append(hook)
+
+    def on_heartbeat(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` after each status message (stream-acquire repeats its stream description)."""
+        self._heartbeat_hooks.append(hook)
 
     def reload(self) -> None:
         self.reload_requested = False
@@ -118,13 +130,14 @@ class Daemon:
                                         "server_secret_key_file")
         if secret is None:
             raise CurveKeyError("[security] server_secret_key_file holds no secret key (use the .key_secret file)")
-        if security.authorized_clients_dir and self._authenticator is None:
+        if security.authorized_clients_dir and id(self.context) not in _AUTHENTICATORS:
             from zmq.auth.thread import ThreadAuthenticator
 
             self._authenticator = ThreadAuthenticator(self.context)
             self._authenticator.start()
             self._authenticator.configure_curve(
                 domain="*", location=str(self.config.resolve_path(security.authorized_clients_dir)))
+            _AUTHENTICATORS[id(self.context)] = self._authenticator
         socket.curve_secretkey = secret
         socket.curve_publickey = public
         socket.curve_server = True
@@ -236,6 +249,8 @@ class Daemon:
             except zmq.Again:
                 self.count("status_dropped")
         self._next_status = time.monotonic() + self.config.endpoints.heartbeat_interval_s
+        for hook in self._heartbeat_hooks:
+            hook()
         self._log_status_now(status)
 
     def _log_status_now(self, status: dict) -> None:
@@ -299,7 +314,9 @@ class Daemon:
             socket.close(linger=0)
         if self._authenticator is not None:
             self._authenticator.stop()
-        self.context.term()
+            _AUTHENTICATORS.pop(id(self.context), None)
+        if self._owns_context:
+            self.context.term()
 
     def __enter__(self) -> "Daemon":
         return self

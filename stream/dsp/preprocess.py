@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 # Bump when the algorithm changes in a way the config does not show: it is part of the hash.
 PREPROCESSING_VERSION = 1
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT32 = np.dtype(np.float32)
 GAP_HISTORY = 1000
 
 
@@ -120,6 +121,7 @@ class Preprocessor:
         self._steady = config.filters.initial_state == "steady"
         self._fused = self.modalities == MODALITIES  # one jitted call per frame needs all three
         self._channels = [self.channel_counts[name] for name in self.modalities]
+        self._frame_shapes = [(self.samples_per_frame[name], self.channel_counts[name]) for name in self.modalities]
         self.max_gap_fill = {name: int(config.preprocess.max_gap_fill_s * rate)
                              for name, rate in self.input_rate_hz.items()}
         self.gaps: collections.deque[Gap] = collections.deque(maxlen=GAP_HISTORY)
@@ -137,6 +139,8 @@ class Preprocessor:
         self._bank = ChainBank(self._specs())
         self._pending: list[ChainOutput | None] = [None] * len(self.modalities)
         self._no_pending = True
+        # (sEMG, IMU) index the next frame continues the stream at, once all three chains run.
+        self._next_inputs: tuple[int, int] | None = None
 
     @property
     def emission_delay_s(self) -> Fraction:
@@ -171,8 +175,26 @@ class Preprocessor:
 
     def process_frame(self, frame: Frame) -> AlignedBlock | None:
         """One frame in; the model-rate samples that became complete out (None if none yet)."""
-        if not isinstance(frame, Frame):
+        if type(frame) is not Frame and not isinstance(frame, Frame):
             raise ValueError(f"process_frame takes a stream.wire.frames.Frame, not {type(frame).__name__}")
+        emg, acc, gyro = frame.emg, frame.acc, frame.gyro
+        if (self._next_inputs is not None and (frame.emg_first_index, frame.imu_first_index) == self._next_inputs
+                and self._plain(emg, 0) and self._plain(acc, 1) and self._plain(gyro, 2)):
+            # The usual case: a float32 frame that continues the stream. One jitted call for everything.
+            emg_first, imu_first = self._next_inputs
+            bank = self._bank
+            starts, written = bank.process_frame(emg, acc, gyro, emg_first, imu_first)
+            self._next_inputs = (emg_first + emg.shape[0], imu_first + acc.shape[0])
+            count = written[0]
+            if self._no_pending and starts[0] == starts[1] == starts[2] and count == written[1] == written[2]:
+                if count == 0:
+                    return None
+                out, valid = bank.frame_out, bank.frame_valid  # modalities in lockstep: no buffering
+                return AlignedBlock(starts[0], out[0, :count, :self._channels[0]].copy(),
+                                    out[1, :count, :self._channels[1]].copy(),
+                                    out[2, :count, :self._channels[2]].copy(),
+                                    valid[0, :count] & valid[1, :count] & valid[2, :count])
+            return self._align(bank.frame_outputs(starts, written))
         arrays = [self._frame_array(name, getattr(frame, name)) for name in self.modalities]
         emg_first, imu_first = frame.emg_first_index, frame.imu_first_index
         if isinstance(emg_first, np.integer) and isinstance(imu_first, np.integer):
@@ -183,19 +205,20 @@ class Preprocessor:
         if (self._fused and type(emg_first) is int and type(imu_first) is int and counters[0, kernels.STARTED]
                 and counters[0, kernels.NEXT_INPUT] == emg_first and counters[1, kernels.NEXT_INPUT] == imu_first
                 and counters[2, kernels.NEXT_INPUT] == imu_first):
-            # The usual case: the frame continues the stream. One jitted call for everything.
+            # Continues the stream, in float64 or as views: still one jitted call.
             starts, written = bank.process_frame(arrays[0], arrays[1], arrays[2], emg_first, imu_first)
-            count = written[0]
-            if (self._no_pending and starts[0] == starts[1] == starts[2] and count == written[1] == written[2]):
-                if count == 0:
-                    return None
-                out, valid = bank.frame_out, bank.frame_valid  # modalities in lockstep: no buffering
-                return AlignedBlock(starts[0], out[0, :count, :self._channels[0]].copy(),
-                                    out[1, :count, :self._channels[1]].copy(),
-                                    out[2, :count, :self._channels[2]].copy(),
-                                    valid[0, :count] & valid[1, :count] & valid[2, :count])
-            return self._align(bank.frame_outputs(starts, written))
-        return self._align(self._process_irregular(frame.sequence, arrays, first_index))
+            outputs = bank.frame_outputs(starts, written)
+        else:
+            outputs = self._process_irregular(frame.sequence, arrays, first_index)
+        bank = self._bank  # a long gap restarts the chains in a new bank
+        if self._fused and all(bank.started(chain) for chain in range(3)):
+            self._next_inputs = (bank.next_input_index(0), bank.next_input_index(1))
+        return self._align(outputs)
+
+    def _plain(self, array: object, chain: int) -> bool:
+        """A C-contiguous float32 array of the frame's shape (what the fused kernel takes as is)."""
+        return (type(array) is np.ndarray and array.dtype is _FLOAT32 and array.shape == self._frame_shapes[chain]
+                and array.flags.c_contiguous)
 
     def _frame_array(self, name: str, array: object) -> np.ndarray:
         rows, channels = self.samples_per_frame[name], self.channel_counts[name]

@@ -162,6 +162,15 @@ class WindowAssembler:
     def push(self, block) -> list[Window]:
         """Add a block; return the windows (ends on the hop grid) that it completed. Window arrays
         may be read-only views: copy before modifying them."""
+        return self._push(block, cut=True)
+
+    def hold(self, block) -> None:
+        """Add a block without cutting the hop grid's windows: for a reader that only asks
+        ``window_ending_at`` (stream-infer classifies the window at each sign's end; cutting one
+        window per model sample that nobody reads was most of a frame's cost)."""
+        self._push(block, cut=False)
+
+    def _push(self, block, cut: bool) -> list[Window]:
         self._check_block(block)
         rows = len(block.valid)
         if rows == 0:
@@ -185,6 +194,8 @@ class WindowAssembler:
                 self._append({name: np.zeros((missing, channels), np.float32)
                               for name, channels in self.channels.items()}, np.zeros(missing, np.bool_))
             self._append(arrays, valid)
+            if not cut:
+                return []
             windows = []
             for end_index in self._ends(previous_next):
                 window = self._from_buffer(end_index)
@@ -203,6 +214,8 @@ class WindowAssembler:
         all_valid = np.concatenate([self._buffer_valid[lo:self._rows], np.zeros(missing, np.bool_), valid])
         invalid_before = np.concatenate([[0], np.cumsum(~all_valid)])
         self._replace(data, all_valid, prefix_start)
+        if not cut:
+            return []
         windows = []
         for end_index in self._ends(previous_next):
             low, high = end_index - self.length - prefix_start, end_index - prefix_start

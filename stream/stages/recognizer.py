@@ -60,8 +60,7 @@ class Recognizer:
         self._early_samples = 0
 
     def all_counters(self) -> dict:
-        return {**self.counters, **self.segmenter.counters, "dsp_gaps": self.preprocessor.gap_count,
-                "dsp_windows_dropped": self.windows.dropped}
+        return {**self.counters, **self.segmenter.counters, "dsp_gaps": self.preprocessor.gap_count}
 
     def process_frame(self, frame) -> list[Recognition]:
         if self._next_emg_index is not None and frame.emg_first_index < self._next_emg_index:
@@ -87,7 +86,7 @@ class Recognizer:
             else:
                 self._early.append(block)
                 self._early_samples += len(block)
-        self.windows.push(block)
+        self.windows.hold(block)
         return self.classify(self.segmenter.process(block))
 
     def _padded_early_window(self, segment: Segment):

@@ -2,7 +2,11 @@
 
 Every message is a ZeroMQ multipart message whose first part is the topic:
 
+- ``description``: [b"description", msgpack map] what the frames of this publisher hold (streams,
+  rates, shapes, channel names, payload offsets), sent before the first frame and with every
+  heartbeat; its ``id`` is in every frame header;
 - ``frame``:      [b"frame", msgpack header, raw little-endian payload] one 13.5 ms sensor frame;
+  the header is a few integers and the description's id;
 - ``prediction``: [b"prediction", msgpack map] class probabilities for one segment;
 - ``event``:      [b"event", msgpack map] a recognised sign;
 - ``status``:     [b"status", msgpack map] heartbeat with counters, from every daemon;
@@ -17,6 +21,8 @@ a change that breaks readers bumps ``SCHEMA_VERSION``. No pickle anywhere.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 import os
 import time
@@ -30,17 +36,20 @@ from stream.wire.frames import Frame, absent
 from stream.wire.layout import Layout
 from stream.wire.rates import parse_rate, rate_to_string
 
-SCHEMA_VERSION = 1
+# 2: frames carry the id of a stream description (its own message) instead of describing their
+# streams in every header (version 1).
+SCHEMA_VERSION = 2
 
+TOPIC_DESCRIPTION = b"description"
 TOPIC_FRAME = b"frame"
 TOPIC_PREDICTION = b"prediction"
 TOPIC_EVENT = b"event"
 TOPIC_STATUS = b"status"
 TOPIC_TRUTH = b"truth"
-TOPICS = (TOPIC_FRAME, TOPIC_PREDICTION, TOPIC_EVENT, TOPIC_STATUS, TOPIC_TRUTH)
+TOPICS = (TOPIC_DESCRIPTION, TOPIC_FRAME, TOPIC_PREDICTION, TOPIC_EVENT, TOPIC_STATUS, TOPIC_TRUTH)
 
 WIRE_DTYPE = "<f4"
-MAX_HEADER_BYTES = 64 * 1024  # a frame header is about 1.5 kB; maps are smaller still
+MAX_HEADER_BYTES = 4 * 1024  # a frame header is about 110 bytes
 MAX_MAP_BYTES = 64 * 1024
 # Limits handed to msgpack so a hostile message cannot make the unpacker allocate much.
 _UNPACK_LIMITS = {
@@ -163,17 +172,34 @@ class FrameSpec:
         return self.layout.imu_rate_hz
 
     def stream_descriptions(self) -> list[dict]:
-        """The static part of each stream's header entry, in payload order (the layout's modalities)."""
-        return [
-            {
-                "modality": stream.modality,
-                "rate": rate_to_string(stream.rate_hz),
-                "dtype": WIRE_DTYPE,
-                "shape": [stream.samples_per_frame, len(stream.channels)],
-                "channels": list(stream.channels),
-            }
-            for stream in self.layout.streams
-        ]
+        """Each stream of a frame, in payload order (the layout's modalities), with its byte offset."""
+        streams, offset = [], 0
+        for stream in self.layout.streams:
+            shape = [stream.samples_per_frame, len(stream.channels)]
+            streams.append({"modality": stream.modality, "rate": rate_to_string(stream.rate_hz), "dtype": WIRE_DTYPE,
+                            "shape": shape, "channels": list(stream.channels), "offset": offset})
+            offset += 4 * shape[0] * shape[1]
+        return streams
+
+    @functools.cached_property
+    def description(self) -> dict:
+        """The stream description message's fields (besides v/seq/session/t_wall): ``id``, ``layout``,
+        ``payload_bytes`` and ``streams``. Built once per spec."""
+        streams = self.stream_descriptions()
+        return {"id": description_id(streams), "layout": self.layout.describe(),
+                "payload_bytes": sum(4 * stream["shape"][0] * stream["shape"][1] for stream in streams),
+                "streams": streams}
+
+    @property
+    def description_id(self) -> str:
+        return self.description["id"]
+
+
+def description_id(streams: list[dict]) -> str:
+    """The id of a list of stream descriptions: 16 hex digits of the sha256 of its canonical JSON
+    (keys sorted, no spaces), so equal descriptions have equal ids in any language."""
+    canonical = json.dumps(streams, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -181,38 +207,44 @@ class FrameHeader:
     sequence: int
     session: str
     published_wall: float
+    dropout: bool = False  # some sample is NaN (a sensor dropped out)
 
 
 class FrameEncoder:
-    """Encodes frames of one publisher run; the stream descriptions are built once."""
+    """Encodes the frames and the stream description of one publisher run."""
 
     def __init__(self, spec: FrameSpec, session: str | None = None):
         self.spec = spec
         self.session = session or new_session_id()
-        self._descriptions = spec.stream_descriptions()
+        self._description = spec.description
+        self._shapes = [(stream["modality"], tuple(stream["shape"])) for stream in self._description["streams"]]
+        self._description_sequence = 0
+
+    def encode_description(self, published_wall: float | None = None) -> list[bytes]:
+        """The ``description`` message: sent before the first frame and again with every heartbeat,
+        so a subscriber that connects late learns what the frames hold within one interval."""
+        message = _encode_map(TOPIC_DESCRIPTION, {
+            "seq": self._description_sequence, "session": self.session,
+            "t_wall": time.time() if published_wall is None else float(published_wall), **self._description})
+        self._description_sequence += 1
+        return message
 
     def encode(self, frame: Frame, published_wall: float | None = None) -> list[bytes]:
-        streams = []
-        offset = 0
         arrays = []
-        for description in self._descriptions:
-            modality = description["modality"]
+        for modality, shape in self._shapes:
             array = getattr(frame, modality)
-            if array.shape != tuple(description["shape"]) or array.dtype != np.float32:
-                raise ProtocolError(
-                    f"frame {modality} has shape {array.shape} dtype {array.dtype}; "
-                    f"the configured layout is {tuple(description['shape'])} float32"
-                )
-            first_index = frame.emg_first_index if modality == "emg" else frame.imu_first_index
-            streams.append({**description, "first_index": int(first_index), "offset": offset})
-            offset += array.nbytes
+            if array.shape != shape or array.dtype != np.float32:
+                raise ProtocolError(f"frame {modality} has shape {array.shape} dtype {array.dtype}; "
+                                    f"the configured layout is {shape} float32")
             arrays.append(array)
         header = {
             "v": SCHEMA_VERSION,
             "seq": int(frame.sequence),
             "session": self.session,
             "t_wall": time.time() if published_wall is None else float(published_wall),
-            "streams": streams,
+            "description": self._description["id"],
+            "emg_first_index": int(frame.emg_first_index),
+            "imu_first_index": int(frame.imu_first_index),
         }
         # astype to little-endian is a no-op copy on little-endian hosts; it makes the bytes exact.
         payload = b"".join(np.ascontiguousarray(array, dtype=WIRE_DTYPE).tobytes() for array in arrays)
@@ -220,13 +252,65 @@ class FrameEncoder:
 
 
 class FrameDecoder:
-    """Decodes and validates frame messages against one expected layout (built once: a frame is
-    decoded every 13.5 ms, so the expected descriptions are not rebuilt per message)."""
+    """Decodes and validates frame messages against one expected layout.
+
+    The layout is checked once, as a whole: a frame names its stream description by id, and the id
+    of the configured layout's description is computed here from the config. A frame of another
+    description is refused; with the publisher's ``description`` message given to
+    ``observe_description``, the refusal says how the two differ (rate, shape, channel names).
+    """
 
     def __init__(self, spec: FrameSpec):
         self.spec = spec
-        self.expected = {description["modality"]: description for description in spec.stream_descriptions()}
-        self.rates = {modality: parse_rate(description["rate"]) for modality, description in self.expected.items()}
+        description = spec.description
+        self.description_id = description["id"]
+        self.payload_bytes = description["payload_bytes"]
+        self.expected = {stream["modality"]: stream for stream in description["streams"]}
+        self._slices = [(stream["modality"], stream["offset"] // 4,
+                         stream["offset"] // 4 + stream["shape"][0] * stream["shape"][1], tuple(stream["shape"]))
+                        for stream in description["streams"]]
+        self._absent = {name: absent(spec.layout.imu_samples_per_frame) for name in ("acc", "gyro")
+                        if name not in self.expected}
+        self.seen_descriptions: dict[str, dict] = {}  # id -> a publisher's description (a few at most)
+
+    def observe_description(self, description: dict) -> None:
+        """Remember a (decoded) publisher description, to explain refusals of its frames."""
+        if len(self.seen_descriptions) >= 16:
+            self.seen_descriptions.pop(next(iter(self.seen_descriptions)))
+        self.seen_descriptions[description["id"]] = description
+
+    def mismatch(self, description: dict) -> str | None:
+        """How a publisher's description differs from the configured layout (None: it does not)."""
+        if description["id"] == self.description_id:
+            return None
+        layout = f"the configured layout is {self.spec.layout.describe()}"
+        streams = description["streams"]
+        modalities = [stream["modality"] for stream in streams]
+        if modalities != list(self.expected):
+            return f"the frames hold streams {modalities}; {layout}"
+        for stream in streams:
+            where, expected = f"stream {stream['modality']}", self.expected[stream["modality"]]
+            if stream["rate"] != expected["rate"] and parse_rate(stream["rate"]) != parse_rate(expected["rate"]):
+                return f"{where}: rate {stream['rate']} Hz; expected {expected['rate']} Hz ({layout})"
+            if stream["dtype"] != expected["dtype"]:
+                return f"{where}: dtype {stream['dtype']!r}; expected {WIRE_DTYPE!r} (little-endian float32)"
+            if stream["shape"] != expected["shape"]:
+                return f"{where}: shape {stream['shape']}; expected {expected['shape']} ({layout})"
+            if stream["channels"] != expected["channels"]:
+                return (f"{where}: channel names differ from the configured layout "
+                        f"({self.spec.layout.describe()}; sensors {', '.join(self.spec.sensor_names)})")
+            if stream["offset"] != expected["offset"]:
+                return f"{where}: offset {stream['offset']}; expected {expected['offset']}"
+        return f"the description differs from the configured layout's ({layout})"
+
+    def _refuse_description(self, identifier: str) -> ProtocolError:
+        known = self.seen_descriptions.get(identifier)
+        if known is not None:
+            return ProtocolError(f"frame: {self.mismatch(known)}")
+        return ProtocolError(
+            f"frame header: stream description {identifier!r} is not the configured layout's "
+            f"({self.description_id}: {self.spec.layout.describe()}); the publisher's 'description' message, "
+            "sent with every heartbeat, says what its frames hold")
 
     def decode(self, parts: list) -> tuple[FrameHeader, Frame]:
         """NaN samples are allowed (a sensor that dropped out: data loss made visible); infinities are not."""
@@ -237,59 +321,27 @@ class FrameDecoder:
         sequence = _int(header, "seq", what)
         session = _str(header, "session", what)
         published_wall = _float(header, "t_wall", what)
-        streams = _field(header, "streams", what)
-        if not isinstance(streams, list):
-            raise ProtocolError(f"{what}: streams must be a list")
+        identifier = _str(header, "description", what)
+        emg_first = _int(header, "emg_first_index", what)
+        imu_first = _int(header, "imu_first_index", what)
+        if identifier != self.description_id:
+            raise self._refuse_description(identifier)
         payload = parts[2]
-        payload_length = len(payload)
-        expected = self.expected
-        if len(streams) != len(expected):
-            raise ProtocolError(f"{what}: {len(streams)} streams; the configured layout has {len(expected)} "
-                                f"({self.spec.layout.describe()})")
-        arrays: dict[str, np.ndarray] = {}
-        first_indices: dict[str, int] = {}
-        for stream in streams:
-            if not isinstance(stream, dict):
-                raise ProtocolError(f"{what}: each stream must be a map")
-            modality = _str(stream, "modality", what)
-            if modality not in expected or modality in arrays:
-                raise ProtocolError(f"{what}: unexpected or repeated modality {modality!r}")
-            description = expected[modality]
-            where = f"{what} stream {modality}"
-            if _str(stream, "dtype", where) != WIRE_DTYPE:
-                raise ProtocolError(f"{where}: dtype {stream['dtype']!r}; expected {WIRE_DTYPE!r} (little-endian float32)")
-            rate = _str(stream, "rate", where)
-            if rate != description["rate"] and _rate(stream, "rate", where) != self.rates[modality]:
-                raise ProtocolError(f"{where}: rate {rate} Hz; expected {description['rate']} Hz")
-            shape = _field(stream, "shape", where)
-            if shape != description["shape"]:
-                raise ProtocolError(f"{where}: shape {shape!r}; expected {description['shape']}")
-            if _field(stream, "channels", where) != description["channels"]:
-                raise ProtocolError(f"{where}: channel names differ from the configured layout "
-                                    f"({self.spec.layout.describe()}; sensors {', '.join(self.spec.sensor_names)})")
-            offset = _int(stream, "offset", where)
-            count = shape[0] * shape[1]
-            if offset + 4 * count > payload_length:
-                raise ProtocolError(f"{where}: bytes {offset}..{offset + 4 * count} are past the {payload_length}-byte payload")
-            first_indices[modality] = _int(stream, "first_index", where)
-            # astype: native byte order and writeable (frombuffer views are read-only).
-            arrays[modality] = np.frombuffer(payload, dtype=WIRE_DTYPE, count=count, offset=offset).reshape(shape).astype(np.float32)
-        described = sum(array.nbytes for array in arrays.values())
-        if payload_length != described:
-            raise ProtocolError(f"frame payload: {payload_length} bytes; the header describes {described}")
-        imu_first = {first_indices[name] for name in ("acc", "gyro") if name in first_indices}
-        if len(imu_first) > 1:
-            raise ProtocolError(f"{what}: acc and gyro first_index differ ({first_indices['acc']} vs {first_indices['gyro']})")
-        for modality, array in arrays.items():
-            if np.isinf(array).any():
-                raise ProtocolError(f"frame {modality}: infinite sample values (NaN marks a dropout; inf is never valid)")
-        layout = self.spec.layout
-        for modality in ("acc", "gyro"):
-            if modality not in arrays:
-                arrays[modality] = absent(layout.imu_samples_per_frame)
-        frame = Frame(sequence=sequence, emg_first_index=first_indices["emg"], imu_first_index=min(imu_first, default=0),
-                      emg=arrays["emg"], acc=arrays["acc"], gyro=arrays["gyro"])
-        return FrameHeader(sequence, session, published_wall), frame
+        if len(payload) != self.payload_bytes:
+            raise ProtocolError(f"frame payload: {len(payload)} bytes; the description says {self.payload_bytes}")
+        # One copy of the whole payload (native byte order, writeable); each stream is a view of it.
+        values = np.frombuffer(payload, dtype=WIRE_DTYPE).astype(np.float32)
+        dropout = False
+        if not np.isfinite(values).all():
+            for modality, low, high, _ in self._slices:
+                if np.isinf(values[low:high]).any():
+                    raise ProtocolError(f"frame {modality}: infinite sample values (NaN marks a dropout; inf is never valid)")
+            dropout = True
+        arrays = {modality: values[low:high].reshape(shape) for modality, low, high, shape in self._slices}
+        arrays.update(self._absent)
+        frame = Frame(sequence, emg_first, imu_first if len(self.expected) > 1 else 0,
+                      arrays["emg"], arrays["acc"], arrays["gyro"])
+        return FrameHeader(sequence, session, published_wall, dropout), frame
 
 
 @functools.lru_cache(maxsize=8)
@@ -342,6 +394,42 @@ def _check_class(mapping: dict, what: str) -> None:
         for value in timing.values()
     ):
         raise ProtocolError(f"{what}: timing must be a map of finite numbers")
+
+
+def decode_description(parts: list) -> dict:
+    """A publisher's stream description, checked to be self-consistent (offsets, payload size, id)."""
+    what = "description message"
+    mapping = _decode_map(parts, TOPIC_DESCRIPTION)
+    identifier = _str(mapping, "id", what)
+    _str(mapping, "layout", what)
+    payload_bytes = _int(mapping, "payload_bytes", what)
+    streams = _field(mapping, "streams", what)
+    if not isinstance(streams, list) or not streams:
+        raise ProtocolError(f"{what}: streams must be a non-empty list of maps")
+    offset = 0
+    for stream in streams:
+        if not isinstance(stream, dict):
+            raise ProtocolError(f"{what}: each stream must be a map")
+        modality = _str(stream, "modality", what)
+        where = f"{what} stream {modality}"
+        _rate(stream, "rate", where)
+        if _str(stream, "dtype", where) != WIRE_DTYPE:
+            raise ProtocolError(f"{where}: dtype {stream['dtype']!r}; expected {WIRE_DTYPE!r} (little-endian float32)")
+        shape = _field(stream, "shape", where)
+        if not (isinstance(shape, list) and len(shape) == 2
+                and all(isinstance(size, int) and not isinstance(size, bool) and size >= 0 for size in shape)):
+            raise ProtocolError(f"{where}: shape {shape!r} must be [samples, channels]")
+        channels = _field(stream, "channels", where)
+        if not (isinstance(channels, list) and len(channels) == shape[1] and all(isinstance(name, str) for name in channels)):
+            raise ProtocolError(f"{where}: channels must be {shape[1]} names (one per column)")
+        if _int(stream, "offset", where) != offset:
+            raise ProtocolError(f"{where}: offset {stream['offset']}; the streams before it end at byte {offset}")
+        offset += 4 * shape[0] * shape[1]
+    if payload_bytes != offset:
+        raise ProtocolError(f"{what}: payload_bytes {payload_bytes}; the streams hold {offset}")
+    if description_id(streams) != identifier:
+        raise ProtocolError(f"{what}: id {identifier!r} is not the id of its streams ({description_id(streams)})")
+    return mapping
 
 
 def encode_prediction(prediction: dict) -> list[bytes]:
@@ -417,6 +505,7 @@ def decode_truth(parts: list) -> dict:
 
 
 DECODERS = {
+    TOPIC_DESCRIPTION: decode_description,
     TOPIC_PREDICTION: decode_prediction,
     TOPIC_EVENT: decode_event,
     TOPIC_STATUS: decode_status,

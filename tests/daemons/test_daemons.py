@@ -108,23 +108,26 @@ def test_infer_predicts_signs_and_survives_bad_frames_gaps_and_a_restarted_acqui
     assert status["info"]["labels"] == ["hello", "thanks", "water", "home"]
     time.sleep(0.3)
 
+    from stream.wire.layout import Layout
+
     spec = FrameSpec.from_config(Config())
     encoder = FrameEncoder(spec)
     good = encoder.encode(synthetic_frames(0.0135, [])[0])
     nan_frame = synthetic_frames(0.0135, [])[0]
     nan_frame.acc[0, 0] = np.inf
     header = msgpack.unpackb(good[1])
-    wrong_dtype = {**header, "streams": [{**header["streams"][0], "dtype": ">f4"}, *header["streams"][1:]]}
-    wrong_shape = {**header, "streams": [{**header["streams"][0], "shape": [16, 6]}, *header["streams"][1:]]}
+    other_layout = FrameSpec(Layout(("a", "b"), ("a", "b"), ("emg", "acc", "gyro"), spec.emg_rate_hz, spec.imu_rate_hz))
     bad_frames = [
         [b"frame", b"not msgpack", good[2]],
         [b"frame", msgpack.packb({**header, "v": 7}), good[2]],
-        [b"frame", msgpack.packb(wrong_dtype), good[2]],
-        [b"frame", msgpack.packb(wrong_shape), good[2]],
+        [b"frame", msgpack.packb({**header, "description": "0123456789abcdef"}), good[2]],
+        [b"frame", msgpack.packb({**header, "emg_first_index": -15}), good[2]],
         [b"frame", good[1], good[2][:-8]],
         FrameEncoder(spec).encode(nan_frame),
+        FrameEncoder(other_layout).encode_description(),  # frames of other sensors are coming: said at once
         [b"frame"],
     ]
+    frames_out.send_multipart(encoder.encode_description())  # the right one is no bad message
     for message in bad_frames:
         frames_out.send_multipart(message)
 
@@ -163,10 +166,10 @@ def test_acquire_publishes_frames_truth_and_heartbeats_and_a_stalled_reader_neve
     import signal
 
     from stream.config import Config
-    from stream.wire.protocol import FrameSpec, decode_frame, decode_truth
+    from stream.wire.protocol import FrameSpec, decode_description, decode_frame, decode_truth
 
     config, endpoints = write_config(tmp_path)
-    reader = subscriber(zmq_context, endpoints["frames"], b"frame", b"truth", b"status")
+    reader = subscriber(zmq_context, endpoints["frames"], b"frame", b"truth", b"status", b"description")
     stalled = zmq_context.socket(zmq.SUB)  # subscribes and never reads: its queue fills up
     stalled.setsockopt(zmq.LINGER, 0)
     stalled.setsockopt(zmq.RCVHWM, 5)
@@ -175,10 +178,10 @@ def test_acquire_publishes_frames_truth_and_heartbeats_and_a_stalled_reader_neve
     acquire = processes.start_python([PYTHON_MODULE, "stream.daemons.acquire", "--config", str(config)])
     first = wait_for_status(reader, lambda s: s["daemon"] == "stream-acquire", timeout_s=20)
     spec = FrameSpec.from_config(Config())
-    sequences, truths = [], []
+    sequences, truths, descriptions = [], [], []
     started = time.monotonic()
     deadline = started + 20
-    while time.monotonic() < deadline and (len(truths) < 1 or len(sequences) < 300):
+    while time.monotonic() < deadline and (len(truths) < 1 or len(sequences) < 300 or len(descriptions) < 3):
         if reader.poll(100, zmq.POLLIN):
             parts = reader.recv_multipart()
             if parts[0] == b"frame":
@@ -187,7 +190,12 @@ def test_acquire_publishes_frames_truth_and_heartbeats_and_a_stalled_reader_neve
                 assert frame.emg_first_index == 15 * header.sequence
             elif parts[0] == b"truth":
                 truths.append(decode_truth(parts))
+            elif parts[0] == b"description":
+                descriptions.append(decode_description(parts))
     assert len(sequences) >= 300 and sequences == list(range(sequences[0], sequences[0] + len(sequences)))
+    # The stream description comes with every heartbeat: ids of the frames' layout, its own sequence.
+    assert {description["id"] for description in descriptions} == {spec.description_id}
+    assert [description["seq"] for description in descriptions] == list(range(descriptions[0]["seq"], descriptions[0]["seq"] + len(descriptions)))
     assert truths and truths[0]["end_index"] > truths[0]["start_index"] and truths[0]["rate"] == "10000/9"
     # Real time: about 74 frames per second were published although one subscriber never read.
     late = wait_for_status(reader, lambda s: s["daemon"] == "stream-acquire" and s["uptime_s"] > first["uptime_s"] + 4)

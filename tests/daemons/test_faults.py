@@ -370,8 +370,8 @@ def test_a_frozen_subscriber_never_blocks_acquisition_and_its_loss_is_reported(p
     with RecordingWriter(recording, Config().sensors.names) as writer:
         for frame in synthetic_frames(20.0, [(3.0, 3.8), (9.0, 9.7), (15.0, 15.9)]):
             writer.append_frame(frame)
-    # Replay at 10x with small queues, so that 3 s of a frozen reader (2,200 frames, about 2.7 MB)
-    # overflow the queues and the kernel's socket buffers.
+    # Replay at 10x with small queues, so that 8 s of a frozen reader (5,900 frames of 0.76 kB, about
+    # 4.5 MB) overflow the queues and the kernel's socket buffers (which take up a few MB here).
     config, endpoints = write_config(
         tmp_path, f"[sink]\nconfidence_threshold = 0.0\n[acquire]\nsource = \"replay\"\n"
                   f"[acquire.replay]\npath = \"{recording}\"\nspeed = {SPEED}\nloop = true\n", card=card)
@@ -405,7 +405,7 @@ def test_a_frozen_subscriber_never_blocks_acquisition_and_its_loss_is_reported(p
     normal_rate = acquire_rate(1.5)
     os.kill(infer.pid, signal.SIGSTOP)  # stream-infer frozen: it stops reading, its queue fills
     try:
-        frozen_rate = acquire_rate(3.0)
+        frozen_rate = acquire_rate(8.0)
     finally:
         os.kill(infer.pid, signal.SIGCONT)
     drain(predictions)

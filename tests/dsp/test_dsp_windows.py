@@ -184,3 +184,21 @@ def test_missing_blocks_equal_zeros_marked_invalid(cuts, skipped, policy):
     for a, b in zip(got, expected):
         assert a.flagged == b.flagged
         np.testing.assert_array_equal(a.emg, b.emg)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(1, 2599), max_size=12), policy=st.sampled_from(["drop", "flag"]))
+def test_holding_without_cutting_answers_window_ending_at_as_pushing_does(cuts, policy):
+    """stream-infer holds the blocks (no hop windows cut) and asks for the window at each sign's end."""
+    config = config_from_dict({"window": {"gap_policy": policy}})
+    pushed, held = WindowAssembler(config), WindowAssembler(config)
+    for piece in split(make_block(500, 2600, invalid=[900]), cuts):
+        pushed.push(piece)
+        assert held.hold(piece) is None
+        for end in range(piece.end_index - 300, piece.end_index + 2, 7):
+            expected, found = pushed.window_ending_at(end), held.window_ending_at(end)
+            assert (expected is None) == (found is None), end
+            if expected is not None:
+                assert expected.flagged == found.flagged and expected.end_index == found.end_index
+                for name in ("emg", "acc", "gyro"):
+                    np.testing.assert_array_equal(getattr(expected, name), getattr(found, name))

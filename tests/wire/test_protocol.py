@@ -15,10 +15,12 @@ from stream.wire.frames import Frame
 from stream.wire.layout import Layout
 from stream.wire.protocol import (
     SCHEMA_VERSION,
+    FrameDecoder,
     FrameEncoder,
     FrameSpec,
     ProtocolError,
     SequenceTracker,
+    decode_description,
     decode_event,
     decode_frame,
     decode_map_message,
@@ -63,24 +65,63 @@ def test_frame_round_trip_is_exact_and_little_endian():
     parts = FrameEncoder(SPEC, session="s1").encode(frame, published_wall=123.5)
     assert parts[0] == b"frame"
     header = msgpack.unpackb(parts[1])
-    assert header["v"] == SCHEMA_VERSION
-    assert [stream["modality"] for stream in header["streams"]] == ["emg", "acc", "gyro"]
-    assert header["streams"][0]["rate"] == "10000/9" and header["streams"][1]["rate"] == "4000/27"
-    # The payload is the raw little-endian float32 arrays, concatenated in header order.
+    assert header == {"v": SCHEMA_VERSION, "seq": 7, "session": "s1", "t_wall": 123.5, "description": SPEC.description_id,
+                      "emg_first_index": 105, "imu_first_index": 14}
+    assert len(parts[1]) < 128  # a few integers; what the streams are is said once, in the description
+    # The payload is the raw little-endian float32 arrays, concatenated in the description's order.
     assert parts[2] == frame.emg.astype("<f4").tobytes() + frame.acc.astype("<f4").tobytes() + frame.gyro.astype("<f4").tobytes()
     decoded_header, decoded = decode_frame(parts, SPEC)
     assert (decoded_header.sequence, decoded_header.session, decoded_header.published_wall) == (7, "s1", 123.5)
     assert decoded.emg_first_index == 105 and decoded.imu_first_index == 14
     for name in ("emg", "acc", "gyro"):
         np.testing.assert_array_equal(getattr(decoded, name), getattr(frame, name))
-        assert getattr(decoded, name).flags.writeable
+        assert getattr(decoded, name).flags.writeable and getattr(decoded, name).flags.c_contiguous
+    assert not decoded_header.dropout
+
+
+def test_the_description_message_says_what_the_frames_hold():
+    encoder = FrameEncoder(SPEC, session="s1")
+    parts = encoder.encode_description(published_wall=123.0)
+    assert parts[0] == b"description" and len(parts) == 2
+    description = decode_description(parts)
+    assert (description["v"], description["seq"], description["session"]) == (SCHEMA_VERSION, 0, "s1")
+    assert description["id"] == SPEC.description_id and description["payload_bytes"] == 648
+    assert description["layout"] == SPEC.layout.describe()
+    streams = description["streams"]
+    assert [stream["modality"] for stream in streams] == ["emg", "acc", "gyro"]
+    assert [stream["rate"] for stream in streams] == ["10000/9", "4000/27", "4000/27"]
+    assert [stream["shape"] for stream in streams] == [[15, 6], [2, 18], [2, 18]]
+    assert [stream["offset"] for stream in streams] == [0, 360, 504]
+    assert streams[0]["channels"][0] == "flexor_carpi_radialis.emg" and len(streams[2]["channels"]) == 18
+    assert decode_description(encoder.encode_description())["seq"] == 1  # its own sequence
+    assert decode_map_message(parts)[0] == b"description"
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda d: d.update(id="0" * 16), "is not the id of its streams"),
+        (lambda d: d["streams"][1].update(offset=0), "offset 0; the streams before it end at byte 360"),
+        (lambda d: d.update(payload_bytes=600), "payload_bytes 600; the streams hold 648"),
+        (lambda d: d["streams"][0].update(channels=["x"]), "channels must be 6 names"),
+        (lambda d: d["streams"][0].update(dtype=">f4"), "little-endian float32"),
+        (lambda d: d["streams"][0].update(shape=[15]), "must be \\[samples, channels\\]"),
+        (lambda d: d["streams"][0].update(rate="fast"), "rate"),
+    ],
+)
+def test_a_bad_description_is_refused_with_the_reason(mutate, fragment):
+    parts = FrameEncoder(SPEC).encode_description()
+    description = msgpack.unpackb(parts[1])
+    mutate(description)
+    with pytest.raises(ProtocolError, match=fragment):
+        decode_description([parts[0], msgpack.packb(description)])
 
 
 def test_frame_with_nan_dropout_is_accepted_but_inf_is_refused():
     frame = make_frame()
     frame.emg[:, 2] = np.nan
-    _, decoded = decode_frame(FrameEncoder(SPEC).encode(frame), SPEC)
-    assert np.isnan(decoded.emg[:, 2]).all()
+    header, decoded = decode_frame(FrameEncoder(SPEC).encode(frame), SPEC)
+    assert np.isnan(decoded.emg[:, 2]).all() and header.dropout
     frame.acc[0, 0] = np.inf
     with pytest.raises(ProtocolError, match="infinite"):
         decode_frame(FrameEncoder(SPEC).encode(frame), SPEC)
@@ -95,16 +136,14 @@ def _tamper(parts, mutate):
 @pytest.mark.parametrize(
     "mutate, fragment",
     [
-        (lambda h: h.update(v=2), "schema version 2"),
+        (lambda h: h.update(v=1), "schema version 1 is not supported; this reader speaks 2"),
         (lambda h: h.pop("seq"), "missing key 'seq'"),
         (lambda h: h.update(seq=-1), "seq = -1 must be >= 0"),
-        (lambda h: h["streams"][0].update(dtype=">f4"), "little-endian float32"),
-        (lambda h: h["streams"][0].update(shape=[16, 6]), "shape [16, 6]"),
-        (lambda h: h["streams"][1].update(rate="4000/28"), "rate 4000/28 Hz"),
-        (lambda h: h["streams"][2].update(channels=["x"] * 18), "channel names"),
-        (lambda h: h["streams"][2].update(offset=10_000), "past the"),
-        (lambda h: h["streams"].pop(), "2 streams"),
-        (lambda h: h["streams"][2].update(first_index=99), "acc and gyro first_index differ"),
+        (lambda h: h.update(t_wall=math.inf), "t_wall = inf must be finite"),
+        (lambda h: h.update(emg_first_index=-15), "emg_first_index = -15 must be >= 0"),
+        (lambda h: h.pop("imu_first_index"), "missing key 'imu_first_index'"),
+        (lambda h: h.update(description=7), "description = 7 must be a string"),
+        (lambda h: h.update(description="0123456789abcdef"), "stream description '0123456789abcdef' is not the configured"),
     ],
 )
 def test_bad_frame_headers_are_refused_with_the_reason(mutate, fragment):
@@ -115,7 +154,7 @@ def test_bad_frame_headers_are_refused_with_the_reason(mutate, fragment):
 
 def test_truncated_payload_and_wrong_part_counts_are_refused():
     parts = FrameEncoder(SPEC).encode(make_frame())
-    with pytest.raises(ProtocolError, match="past the"):
+    with pytest.raises(ProtocolError, match="644 bytes; the description says 648"):
         decode_frame([parts[0], parts[1], parts[2][:-4]], SPEC)
     with pytest.raises(ProtocolError, match="payload"):
         decode_frame([parts[0], parts[1], parts[2] + b"\0\0\0\0"], SPEC)
@@ -129,8 +168,12 @@ def test_a_frame_for_other_sensors_is_refused():
     other = FrameSpec(Layout(("a", "b"), ("a", "b"), ("emg", "acc", "gyro"), SPEC.emg_rate_hz, SPEC.imu_rate_hz))
     frame = make_frame()
     frame = Frame(0, 0, 0, frame.emg[:, :2].copy(), frame.acc[:, :6].copy(), frame.gyro[:, :6].copy())
-    with pytest.raises(ProtocolError, match="shape"):
+    with pytest.raises(ProtocolError, match="is not the configured layout's"):
         decode_frame(FrameEncoder(other).encode(frame), SPEC)
+    decoder = FrameDecoder(SPEC)
+    decoder.observe_description(decode_description(FrameEncoder(other).encode_description()))
+    with pytest.raises(ProtocolError, match=r"stream emg: shape \[15, 2\]; expected \[15, 6\]"):
+        decoder.decode(FrameEncoder(other).encode(frame))
 
 
 def test_oversized_and_non_map_headers_are_refused_before_use():
@@ -250,10 +293,13 @@ def test_a_reader_written_from_the_doc_alone_decodes_frames_and_events():
     example = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
     compile(example, "protocol.md example", "exec")  # the example subscriber is valid Python
     frame = make_frame()
-    topic, header_bytes, payload = FrameEncoder(SPEC).encode(frame)
+    encoder = FrameEncoder(SPEC)
+    topic, description_bytes = encoder.encode_description()
+    description = msgpack.unpackb(description_bytes, raw=False)
+    topic, header_bytes, payload = encoder.encode(frame)
     header = msgpack.unpackb(header_bytes, raw=False)
-    assert topic == b"frame" and header["v"] == 1
-    for stream in header["streams"]:
+    assert topic == b"frame" and header["v"] == 2 and header["description"] == description["id"]
+    for stream in description["streams"]:
         rows, columns = stream["shape"]
         values = struct.unpack_from(f"<{rows * columns}f", payload, stream["offset"])
         expected = getattr(frame, stream["modality"])

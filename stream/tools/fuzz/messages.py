@@ -14,7 +14,7 @@ from stream.config import Config
 from stream.tools.fuzz.mutations import changed_maps, msgpack_values, mutated_bytes, pack
 from stream.tools.fuzz.outcomes import ACCEPTED, REFUSED
 from stream.wire.frames import Frame
-from stream.wire.protocol import SCHEMA_VERSION, FrameEncoder, FrameSpec, ProtocolError, decode_frame
+from stream.wire.protocol import SCHEMA_VERSION, FrameDecoder, FrameEncoder, FrameSpec, ProtocolError, decode_frame
 
 SPEC = FrameSpec.from_config(Config())
 
@@ -26,6 +26,12 @@ def valid_frame_message(seed: int = 0) -> list[bytes]:
     frame = Frame(7, 105, 14, generator.normal(size=(15, 6)).astype(np.float32),
                   generator.normal(size=(2, 18)).astype(np.float32), generator.normal(size=(2, 18)).astype(np.float32))
     return FrameEncoder(SPEC, session="0123456789abcdef").encode(frame, published_wall=1.7e9)
+
+
+def valid_description() -> dict:
+    """The stream description of SPEC's frames, without the keys every map has."""
+    description = msgpack.unpackb(FrameEncoder(SPEC, session="0123456789abcdef").encode_description(1.7e9)[1])
+    return {key: value for key, value in description.items() if key != "v"}
 
 
 def _span() -> dict:
@@ -139,6 +145,16 @@ def status_invariant(mapping: dict) -> None:
     assert all(isinstance(key, str) for key in mapping["counters"])
 
 
+def description_invariant(mapping: dict) -> None:
+    """What stream-infer relies on when it explains a refused frame from a description it heard."""
+    _check_map_fields(mapping)
+    assert isinstance(mapping["id"], str) and isinstance(mapping["payload_bytes"], int)
+    for stream in mapping["streams"]:
+        assert len(stream["shape"]) == 2 and len(stream["channels"]) == stream["shape"][1]
+    problem = FrameDecoder(SPEC).mismatch(mapping)
+    assert problem is None or isinstance(problem, str)
+
+
 def truth_invariant(mapping: dict) -> None:
     _check_map_fields(mapping)
     assert 0 <= mapping["start_index"] < mapping["end_index"] and isinstance(mapping["label"], str)
@@ -146,5 +162,5 @@ def truth_invariant(mapping: dict) -> None:
 
 def any_map_invariant(result) -> None:
     topic, mapping = result
-    assert topic in (b"prediction", b"event", b"status", b"truth")
+    assert topic in (b"description", b"prediction", b"event", b"status", b"truth")
     _check_map_fields(mapping)

@@ -20,12 +20,14 @@ from stream.tools.fuzz.messages import (
     any_map_invariant,
     check_classified,
     check_frame,
+    description_invariant,
     frame_messages,
     map_check,
     map_messages,
     prediction_invariant,
     status_invariant,
     truth_invariant,
+    valid_description,
     valid_event,
     valid_prediction,
     valid_status,
@@ -44,7 +46,8 @@ from stream.tools.fuzz.trigno import (
     dialogues,
     emulator_commands,
 )
-from stream.wire.protocol import decode_event, decode_map_message, decode_prediction, decode_status, decode_truth
+from stream.wire.protocol import (decode_description, decode_event, decode_map_message, decode_prediction, decode_status,
+                                  decode_truth)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Target:
 
 TARGETS = (
     Target("frame", frame_messages, check_frame, "stream.wire.protocol.decode_frame"),
+    Target("description", lambda: map_messages(b"description", valid_description()),
+           map_check(decode_description, description_invariant), "stream.wire.protocol.decode_description"),
     Target("prediction", lambda: map_messages(b"prediction", valid_prediction()),
            map_check(decode_prediction, prediction_invariant), "stream.wire.protocol.decode_prediction"),
     Target("event", lambda: map_messages(b"event", valid_event()),
@@ -66,7 +71,8 @@ TARGETS = (
     Target("truth", lambda: map_messages(b"truth", valid_truth()),
            map_check(decode_truth, truth_invariant), "stream.wire.protocol.decode_truth"),
     Target("any_map", lambda: st.one_of(map_messages(b"event", valid_event()), map_messages(b"status", valid_status()),
-                                        map_messages(b"truth", valid_truth())),
+                                        map_messages(b"truth", valid_truth()),
+                                        map_messages(b"description", valid_description())),
            map_check(decode_map_message, any_map_invariant), "stream.wire.protocol.decode_map_message (by topic)"),
     Target("trigno_command_stream", command_streams, check_command_stream,
            "stream.trigno.protocol.MessageSplitter.feed (command-port framing)"),
