@@ -26,7 +26,8 @@ SINK_COUNTERS = (
 )
 
 
-def setup_sink(daemon: Daemon):
+def setup_sink(daemon: Daemon, predictions_endpoint: str | None = None):
+    """stream-sink on ``daemon``; ``predictions_endpoint`` (default the config's) is where it subscribes."""
     config = daemon.config
     builder = EventBuilder(config.sink)
     tracker = SequenceTracker()
@@ -79,7 +80,7 @@ def setup_sink(daemon: Daemon):
         daemon.log.info("event %s (%.2f) %.2f-%.2f s", event["label"], event["confidence"],
                         event["start_time_s"], event["end_time_s"])
 
-    daemon.connect_subscriber(config.endpoints.predictions, (TOPIC_PREDICTION,), on_prediction)
+    daemon.connect_subscriber(predictions_endpoint or config.endpoints.predictions, (TOPIC_PREDICTION,), on_prediction)
     return None
 
 

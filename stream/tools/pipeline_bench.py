@@ -12,8 +12,14 @@ The shipped config and model are used (``SIGNSTREAM_BENCH_CONFIG`` names another
     the model) and ``e2e_inference_ms_*``; ``ipc_dsp_inference_ms_p99`` is their sum per event;
   - per frame (thousands of samples, from stream-infer's status): ``frame_ipc_ms_p99`` (publication to
     receipt) and ``frame_dsp_ms_p99`` (processing);
-  - ``pipeline_cpu_fraction``: CPU seconds of the three daemons per wall second (1.0 = one core);
-  - ``infer_rss_mb`` (resident now) and ``infer_peak_rss_mb``;
+  - ``pipeline_cpu_fraction``: CPU seconds of the three daemons per wall second (1.0 = one core),
+    and each daemon's (``infer_cpu_fraction``, ...);
+  - ``infer_rss_mb`` (resident now), ``infer_peak_rss_mb``, ``acquire_rss_mb``, ``sink_rss_mb`` and
+    ``pipeline_rss_mb`` (the three together);
+- the same with stream-pipeline (the three as threads of one process, inproc between them), run
+  after the daemons for as long: ``pipeline_single_process_cpu_fraction``,
+  ``pipeline_single_process_rss_mb`` (and ``_peak_rss_mb``), ``single_process_e2e_latency_ms_p50/p99``
+  and ``single_process_e2e_events``;
 - ``host_inference_hot_ms`` / ``host_inference_after_1s_idle_ms``: one model invoke in this process,
   back to back and after sleeping 1 s. They agree on a quiet computer; where they do not, the host
   makes memory left untouched for a while slow to touch again, and every figure above that follows
@@ -105,6 +111,29 @@ def _wait_status(socket: zmq.Socket, daemon: str, timeout_s: float, pid: int | N
     raise TimeoutError(f"no status from {daemon} within {timeout_s} s")
 
 
+def _events(events: zmq.Socket, seconds: float) -> tuple[list, list, list, list]:
+    """For ``seconds``: per sign event, the end-to-end latency and its IPC, DSP and model parts (ms)."""
+    e2e, ipc, dsp, inference = [], [], [], []
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if not events.poll(100, zmq.POLLIN):
+            continue
+        parts = events.recv_multipart()
+        received = time.time()
+        _, event = decode_map_message(parts)
+        timing = event.get("timing", {})
+        if "frame_published_wall" not in timing:
+            continue
+        hops = ((timing["frame_received_wall"] - timing["frame_published_wall"])
+                + (timing["prediction_received_wall"] - timing["prediction_published_wall"])
+                + (received - event["t_wall"]))
+        e2e.append((received - timing["frame_published_wall"]) * 1000)
+        ipc.append(hops * 1000)
+        dsp.append(timing["dsp_ms"])
+        inference.append(timing["inference_ms"])
+    return e2e, ipc, dsp, inference
+
+
 def run() -> dict:
     from stream.config import load_config
     from stream.tools.demo import write_demo_config
@@ -146,31 +175,30 @@ def run() -> dict:
             pids = {name: process.pid for name, process in pipeline.processes.items()}
             cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
             wall_before = time.monotonic()
-            e2e, ipc, dsp, inference = [], [], [], []
-            while time.monotonic() - wall_before < seconds:
-                if not events.poll(100, zmq.POLLIN):
-                    continue
-                parts = events.recv_multipart()
-                received = time.time()
-                _, event = decode_map_message(parts)
-                timing = event.get("timing", {})
-                if "frame_published_wall" not in timing:
-                    continue
-                hops = ((timing["frame_received_wall"] - timing["frame_published_wall"])
-                        + (timing["prediction_received_wall"] - timing["prediction_published_wall"])
-                        + (received - event["t_wall"]))
-                e2e.append((received - timing["frame_published_wall"]) * 1000)
-                ipc.append(hops * 1000)
-                dsp.append(timing["dsp_ms"])
-                inference.append(timing["inference_ms"])
+            e2e, ipc, dsp, inference = _events(events, seconds)
             wall = time.monotonic() - wall_before
             cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-            infer_pid = pids["infer"]
-            figures["infer_rss_mb"] = round(_memory_mb(infer_pid, "VmRSS"), 1)
-            figures["infer_peak_rss_mb"] = round(_memory_mb(infer_pid, "VmHWM"), 1)
+            for name, pid in pids.items():
+                figures[f"{name}_rss_mb"] = round(_memory_mb(pid, "VmRSS"), 1)
+            figures["infer_peak_rss_mb"] = round(_memory_mb(pids["infer"], "VmHWM"), 1)
+            figures["pipeline_rss_mb"] = round(sum(figures[f"{name}_rss_mb"] for name in pids), 1)
             while predictions.poll(0, zmq.POLLIN):  # older heartbeats: keep only what comes next
                 predictions.recv_multipart()
             status = _wait_status(predictions, "stream-infer", 5)
+            pipeline.stop_all()
+
+            # The same, as one process.
+            single = pipeline.start("pipeline")
+            _wait_status(predictions, "stream-infer", 60, pid=single.pid)
+            time.sleep(WARMUP_S + 1.0)
+            cpu_before_single, wall_before = _cpu_seconds(single.pid), time.monotonic()
+            single_e2e = _events(events, seconds)[0]
+            single_wall = time.monotonic() - wall_before
+            figures["pipeline_single_process_cpu_fraction"] = round((_cpu_seconds(single.pid) - cpu_before_single) / single_wall, 4)
+            figures["pipeline_single_process_rss_mb"] = round(_memory_mb(single.pid, "VmRSS"), 1)
+            figures["pipeline_single_process_peak_rss_mb"] = round(_memory_mb(single.pid, "VmHWM"), 1)
+            figures.update(_percentiles(single_e2e, "single_process_e2e_latency_ms"))
+            figures["single_process_e2e_events"] = len(single_e2e)
         finally:
             pipeline.stop_all()
             predictions.close()
