@@ -30,6 +30,8 @@ usage: install.sh [options]
   --pip-option OPT    passed to every pip install (repeatable), e.g. --pip-option=--no-index
   --no-systemd        do not install or touch systemd units (run the daemons by hand)
   --no-start          install and enable the units, but do not start or restart anything
+  --with-speak        also install and enable signstream-speak.service (signs said aloud; needs
+                      apt-get install espeak-ng alsa-utils: docs/SPEECH.md)
   -h, --help          this text
 EOF
 }
@@ -47,6 +49,7 @@ PYTHON=python3
 PIP_OPTIONS=()
 SYSTEMD=1
 START=1
+SPEAK=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -64,6 +67,7 @@ while [ $# -gt 0 ]; do
         --pip-option=*) PIP_OPTIONS+=("${1#*=}"); shift ;;
         --no-systemd) SYSTEMD=0; shift ;;
         --no-start) START=0; shift ;;
+        --with-speak) SPEAK=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option '$1'" ;;
     esac
@@ -87,6 +91,12 @@ STATE_DIR=/var/lib/signstream
 CACHE_DIR=/var/cache/signstream
 UNIT_DIR=/etc/systemd/system
 SERVICES=(signstream-acquire.service signstream-infer.service signstream-sink.service)
+if [ "$SPEAK" = 1 ]; then                # optional: only when asked
+    SERVICES+=(signstream-speak.service)
+    if [ "$LIVE" = 1 ] && ! command -v espeak-ng >/dev/null; then
+        say "warning: espeak-ng is not installed; stream-speak will not start until: apt-get install espeak-ng alsa-utils"
+    fi
+fi
 VENV="$ROOT$PREFIX/venv"
 CHANGED=()                                # what this run changed; empty on a repeated run
 

@@ -27,6 +27,10 @@ CONTRACTS = [
     ("stream.wire", ("stream.dsp", "scipy", "numba", "zmq", "stream.stages"),
      "the wire format knows no DSP, sockets or models: any subscriber can read it"),
     ("stream.recording", ("zmq", "stream.daemons"), "recordings are files, readable without the daemons"),
+    ("stream.speak", ("zmq", "stream.daemons"),
+     "the synthesiser, the audio outputs and the speech thread know no sockets: stream-speak wraps them"),
+    ("stream.monitor", ("zmq", "stream.daemons"),
+     "the monitor's traces, health and web page have no ZeroMQ side: stream.daemons.monitor feeds them"),
     ("stream.adapt", ("zmq", "stream.daemons", "numba"),
      "adaptation is numpy and scipy on arrays: stream-calibrate and the classifier call it, no transport"),
 ]

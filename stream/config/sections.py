@@ -371,6 +371,107 @@ class RecordConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """stream-monitor, the live web page (docs/MONITOR.md). Beyond loopback the page needs a token."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    history_s: float = 10.0
+    updates_per_s: float = 25.0
+    client_queue: int = 50
+    max_clients: int = 8
+    status_endpoint: str = "tcp://127.0.0.1:5559"
+
+    def __post_init__(self) -> None:
+        _check_endpoint("monitor.status_endpoint", self.status_endpoint)
+        _require(bool(self.host) and all(character.isalnum() or character in ".-:" for character in self.host),
+                 "monitor.host", self.host, "an IP address or host name to bind, e.g. '127.0.0.1' (loopback) or "
+                 "'0.0.0.0' (every interface: the page then needs the token printed at start)")
+        _require(0 <= self.port <= 65535, "monitor.port", self.port, "a TCP port 1-65535, or 0 (any free port, printed)")
+        _require(1 <= self.history_s <= 60, "monitor.history_s", self.history_s, "1 to 60 seconds")
+        _require(1 <= self.updates_per_s <= 60, "monitor.updates_per_s", self.updates_per_s, "1 to 60 updates per second")
+        _require(1 <= self.client_queue <= 10000, "monitor.client_queue", self.client_queue,
+                 "1 to 10000 updates held for a slow browser before it is skipped ahead")
+        _require(1 <= self.max_clients <= 64, "monitor.max_clients", self.max_clients, "1 to 64 browsers at once")
+
+
+# What stream-speak may hand the synthesiser: letters and combining marks of any script (Devanagari's
+# vowel signs and virama are marks; ZWJ/ZWNJ shape its conjuncts), digits, spaces and a little
+# punctuation. Everything else is refused in the config and removed from labels: espeak-ng reads
+# "[[...]]" as phonemes, a control character (\x01) as an embedded command, and "<...>" as SSML with -m.
+SPEAKABLE_PUNCTUATION = " .,?!'-"
+_SPEAKABLE_FORMAT = "\u200c\u200d"
+
+
+def unspeakable_characters(text: str) -> str:
+    """The characters of ``text`` that stream-speak never passes to the synthesiser (empty: all fine)."""
+    import unicodedata
+
+    return "".join(sorted({character for character in text if not (
+        character in SPEAKABLE_PUNCTUATION or character in _SPEAKABLE_FORMAT
+        or unicodedata.category(character)[0] in "LM" or unicodedata.category(character) == "Nd")}))
+
+
+def _check_speakable(key: str, value: str) -> None:
+    bad = unspeakable_characters(value)
+    _require(bool(value.strip()) and not bad and len(value) <= 200, key, value,
+             "1-200 characters of words: letters of any script, digits, spaces and . , ? ! ' -"
+             + (f" (not {bad!r}: the synthesiser would read them as commands or markup)" if bad else ""))
+
+
+@dataclass(frozen=True)
+class SpeakConfig:
+    """stream-speak: sign events spoken aloud with an offline synthesiser (docs/SPEECH.md)."""
+
+    synthesizer: str = "espeak-ng"
+    language: str = "en"
+    voice: str = ""
+    rate_wpm: int = 160
+    pitch: int = 50
+    min_confidence: float = 0.5
+    low_confidence: Literal["skip", "cue"] = "cue"
+    low_confidence_cue: str = "maybe"
+    unknown_labels: Literal["speak", "skip"] = "speak"
+    lexicon: tuple[tuple[str, str], ...] = (("thank_you", "thank you"),)
+    max_queue: int = 8
+    wav_dir: str = ""
+    player: tuple[str, ...] = ("aplay", "-q")
+    device_timeout_s: float = 2.0
+    synthesis_timeout_s: float = 5.0
+    status_endpoint: str = "tcp://127.0.0.1:5558"
+
+    def __post_init__(self) -> None:
+        import re
+
+        name = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+        _require(bool(self.synthesizer.strip()), "speak.synthesizer", self.synthesizer,
+                 "the espeak-ng program, a name on PATH or a path")
+        _require(name.fullmatch(self.language) is not None, "speak.language", self.language,
+                 "an espeak-ng language such as 'en', 'en-gb', 'en-us' or 'hi' (espeak-ng --voices lists them)")
+        _require(self.voice == "" or name.fullmatch(self.voice) is not None, "speak.voice", self.voice,
+                 "empty (the language's own voice) or an espeak-ng variant such as 'f3' or 'm1' "
+                 "(espeak-ng --voices=variant lists them)")
+        _require(80 <= self.rate_wpm <= 450, "speak.rate_wpm", self.rate_wpm, "80 to 450 words per minute")
+        _require(0 <= self.pitch <= 99, "speak.pitch", self.pitch, "0 to 99")
+        _require(0 <= self.min_confidence <= 1, "speak.min_confidence", self.min_confidence, "0 to 1")
+        if self.low_confidence == "cue":
+            _check_speakable("speak.low_confidence_cue", self.low_confidence_cue)
+        labels = [label for label, _ in self.lexicon]
+        _require(all(label for label in labels), "speak.lexicon", [list(pair) for pair in self.lexicon],
+                 'a list of ["label", "words"] pairs with non-empty labels')
+        _require(len(set(labels)) == len(labels), "speak.lexicon", sorted(labels),
+                 "pairs with unique labels (each label once)")
+        for index, (label, words) in enumerate(self.lexicon):
+            _check_speakable(f"speak.lexicon[{index}]", words)
+        _require(1 <= self.max_queue <= 256, "speak.max_queue", self.max_queue, "1 to 256 signs")
+        _require(len(self.player) >= 1 and bool(self.player[0]), "speak.player", list(self.player),
+                 'a command as a list, e.g. ["aplay", "-q"] (it reads a WAV on its standard input)')
+        _require(self.device_timeout_s > 0, "speak.device_timeout_s", self.device_timeout_s, "> 0 seconds")
+        _require(self.synthesis_timeout_s > 0, "speak.synthesis_timeout_s", self.synthesis_timeout_s, "> 0 seconds")
+        _check_endpoint("speak.status_endpoint", self.status_endpoint)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     status_interval_s: float = 5.0
@@ -395,6 +496,8 @@ class Config:
     acquire: AcquireConfig = field(default_factory=AcquireConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    speak: SpeakConfig = field(default_factory=SpeakConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     # Directory of the file this was read from; not a TOML key (the loader refuses it).
     base_dir: str = field(default=".", compare=False, metadata={"toml": False})
 

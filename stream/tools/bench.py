@@ -15,9 +15,12 @@ import sys
 
 BENCH_MODULES = [
     "stream.dsp.bench",
+    "stream.tools.frame_bench",
     "stream.trigno.bench",
     "train.synth.bench",
     "stream.tools.pipeline_bench",
+    "stream.tools.monitor_bench",
+    "stream.tools.speak_bench",
     "train.distill.bench",
 ]
 

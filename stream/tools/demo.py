@@ -71,6 +71,7 @@ def write_demo_config(base_config, directory: Path, overrides: dict | None = Non
     table["endpoints"].update(frames=f"tcp://127.0.0.1:{free_port()}",
                               predictions=f"tcp://127.0.0.1:{free_port()}",
                               events=f"tcp://127.0.0.1:{free_port()}")
+    table["monitor"]["status_endpoint"] = f"tcp://127.0.0.1:{free_port()}"
     table["acquire"]["source"] = "synthetic"
     table["model"]["card"] = str(base_config.resolve_path(base_config.model.card))
     if base_config.sink.jsonl_log:
@@ -193,8 +194,32 @@ def start_trigno_emulator(config_path: str | None, directory: Path) -> tuple[sub
         return emulator, None
 
 
-def run_demo(config_path: str | None, duration_s: float, out=sys.stdout, source: str = "synthetic") -> int:
+def start_monitor(config_file: Path, directory: Path, environment: dict) -> tuple[subprocess.Popen, str | None]:
+    """stream-monitor beside the demo; returns the process and the URL it printed (None if it printed
+    none within 60 s: it failed, its log says why)."""
+    import select
+
+    log = open(directory / "stream-monitor.log", "wb")
+    monitor = subprocess.Popen([sys.executable, "-m", "stream.daemons.monitor", "--config", str(config_file)],
+                               stdout=subprocess.PIPE, stderr=log, env=environment, start_new_session=True)
+    log.close()  # the child holds its own descriptor
+    ready, _, _ = select.select([monitor.stdout], [], [], 60.0)
+    line = monitor.stdout.readline().decode(errors="replace") if ready else ""
+    return monitor, line.removeprefix("stream-monitor: open ").strip() or None
+
+
+def run_demo(config_path: str | None, duration_s: float, out=sys.stdout, source: str = "synthetic",
+             monitor: bool = False) -> int:
     from stream.config import ConfigError, load_config
+
+    if monitor:
+        try:
+            import aiohttp  # noqa: F401  (stream-monitor's optional extra)
+        except ImportError:
+            from stream.daemons.monitor import INSTALL_HINT
+
+            print(f"demo --monitor: {INSTALL_HINT}", file=sys.stderr)
+            return 1
 
     try:
         base = load_config(config_path)
@@ -274,6 +299,12 @@ def run_demo(config_path: str | None, duration_s: float, out=sys.stdout, source:
                   f"{duration_s:.0f} s (model {card.parent.name}/{card.name})", file=out, flush=True)
             start("stream-sink")
             start("stream-infer")
+            if monitor:
+                processes["stream-monitor"], url = start_monitor(config_file, directory, environment)
+                logs["stream-monitor"] = open(directory / "stream-monitor.log", "ab")
+                if url is None:
+                    return failed("stream-monitor", "did not start")
+                print(f"live monitor: open {url} in a browser", file=out, flush=True)
             # Start acquisition once stream-infer has loaded its model and subscribed.
             deadline = time.monotonic() + 60
             while not status_socket.poll(100, zmq.POLLIN):
@@ -344,8 +375,11 @@ def main(argv=None) -> int:
                         help="synthetic: the signer inside stream-acquire (signs performed shown beside signs "
                              "recognised); trigno: the signer behind stream-trigno-emulator, read through the "
                              "Trigno SDK protocol (recognised signs only: the protocol carries no ground truth)")
+    parser.add_argument("--monitor", action="store_true",
+                        help="also start stream-monitor, the live web page of the signals, segmentation, signs and "
+                             "health ([monitor] host and port, 127.0.0.1:8080 by default), and print its URL")
     arguments = parser.parse_args(argv)
-    return run_demo(arguments.config, arguments.duration, source=arguments.source)
+    return run_demo(arguments.config, arguments.duration, source=arguments.source, monitor=arguments.monitor)
 
 
 if __name__ == "__main__":

@@ -265,3 +265,26 @@ def test_install_rejects_unknown_options_and_relative_prefix(tmp_path):
     result = subprocess.run([str(DEPLOY / "install.sh"), "--root", str(tmp_path), "--prefix", "opt"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "--prefix must be absolute" in result.stderr
+
+
+def test_the_speech_unit_is_installed_only_when_asked_and_stays_idempotent(tmp_path, wheel, model_dir, staged):
+    staged_root, _ = staged
+    assert not (staged_root / "etc/systemd/system/signstream-speak.service").exists()   # not by default
+    result = run_install(tmp_path, wheel, model_dir, "--with-speak")
+    assert result.returncode == 0, result.stderr
+    unit = tmp_path / "etc/systemd/system/signstream-speak.service"
+    (exec_start,) = unit_values(unit, "ExecStart")
+    assert shlex.split(exec_start) == [f"{PREFIX}/venv/bin/stream-speak", "--config", CONFIG_PATH]
+    assert os.access(tmp_path / PREFIX.lstrip("/") / "venv/bin/stream-speak", os.X_OK)
+    values = {key: value for _, key, value in unit_lines(unit)}
+    # The sound cards and nothing else; the rest of the hardening as the other units.
+    assert values["DevicePolicy"] == "closed" and values["DeviceAllow"] == "char-alsa rw"
+    assert values["SupplementaryGroups"] == "audio" and "PrivateDevices" not in values
+    assert values["User"] == "signstream" and values["RestartPreventExitStatus"] == "2"
+    before = snapshot(tmp_path)
+    again = run_install(tmp_path, wheel, model_dir, "--with-speak")
+    assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout + again.stderr
+    assert snapshot(tmp_path) == before
+    uninstall = subprocess.run([str(DEPLOY / "uninstall.sh"), "--root", str(tmp_path)], capture_output=True, text=True,
+                               timeout=60)
+    assert uninstall.returncode == 0 and not unit.exists()
