@@ -67,6 +67,8 @@ def test_calibrate_writes_a_complete_card_the_classifier_runs(guided, tmp_path, 
     assert adaptation["windows_with_shifts"] == 32 and adaptation["shifts_samples"] == [-7, 0, 7, 15]
     assert adaptation["calibration"][0]["sha256"] == sha256_file(path)
     assert 0.0 <= adaptation["cross_validated_accuracy"] <= 1.0 and adaptation["seconds"] >= 0
+    assert adaptation["model_seconds"] >= 0 and adaptation["fit_seconds"] >= 0
+    assert abs(adaptation["model_seconds"] + adaptation["fit_seconds"] - adaptation["seconds"]) < 1e-9
     classifier = Classifier.from_config(Config(model=type(Config().model)(card=str(out / "model_card.json"))))
     assert classifier.adaptation.head is not None and classifier.adaptation.alignment is not None
 
