@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_helpers import Chromium, chromium_path
+from stream.tools.browser import Chromium, chromium_path
 from daemon_helpers import subscriber, wait_for_status
 from test_monitor import monitor_config, start_monitor
 

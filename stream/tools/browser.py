@@ -1,4 +1,4 @@
-"""A headless Chromium driven over the Chrome DevTools Protocol, for the monitor page's tests.
+"""A headless Chromium driven over the Chrome DevTools Protocol: the monitor page's tests and its soak (``stream.tools.monitor_soak``).
 
 Debian's ``chromium`` package (browser downloads from elsewhere do not work on these machines), no
 driver: the protocol's WebSocket is spoken with aiohttp's client (stream-monitor's own dependency).
