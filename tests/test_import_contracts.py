@@ -31,6 +31,8 @@ CONTRACTS = [
      "the synthesiser, the audio outputs and the speech thread know no sockets: stream-speak wraps them"),
     ("stream.monitor", ("zmq", "stream.daemons"),
      "the monitor's traces, health and web page have no ZeroMQ side: stream.daemons.monitor feeds them"),
+    ("stream.lsl", ("zmq", "stream.daemons", "stream.dsp", "stream.stages", "numba", "scipy"),
+     "the LSL bridge and its clock map know no ZeroMQ and no DSP: stream.daemons.lsl feeds them decoded messages"),
     ("stream.adapt", ("zmq", "stream.daemons", "numba"),
      "adaptation is numpy and scipy on arrays: stream-calibrate and the classifier call it, no transport"),
 ]

@@ -345,11 +345,41 @@ class TrignoSourceConfig:
 
 
 @dataclass(frozen=True)
+class LslSourceConfig:
+    """[acquire.lsl]: the Lab Streaming Layer streams stream-acquire reads (docs/LSL.md). Each modality of
+    the layout comes from one stream chosen by name and type (an empty one matches any)."""
+
+    emg_name: str = "signstream-emg"
+    emg_type: str = "EMG"
+    acc_name: str = "signstream-acc"
+    acc_type: str = "Accelerometer"
+    gyro_name: str = "signstream-gyro"
+    gyro_type: str = "Gyroscope"
+    resolve_timeout_s: float = 5.0
+    stall_timeout_s: float = 2.0
+    max_stall_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        for modality in ("emg", "acc", "gyro"):
+            name, kind = getattr(self, f"{modality}_name"), getattr(self, f"{modality}_type")
+            _require(bool(name or kind), f"acquire.lsl.{modality}_name", name,
+                     f"a stream name, or {modality}_type set (a stream is chosen by name and/or type)")
+            for key, value in ((f"{modality}_name", name), (f"{modality}_type", kind)):
+                _require("'" not in value and len(value) <= 200, f"acquire.lsl.{key}", value,
+                         "at most 200 characters without a single quote (LSL queries quote them)")
+        _require(self.resolve_timeout_s > 0, "acquire.lsl.resolve_timeout_s", self.resolve_timeout_s, "> 0 seconds")
+        _require(self.stall_timeout_s > 0, "acquire.lsl.stall_timeout_s", self.stall_timeout_s, "> 0 seconds")
+        _require(self.max_stall_s == 0 or self.max_stall_s >= self.stall_timeout_s, "acquire.lsl.max_stall_s",
+                 self.max_stall_s, "0 (keep waiting) or >= stall_timeout_s seconds")
+
+
+@dataclass(frozen=True)
 class AcquireConfig:
-    source: Literal["synthetic", "replay", "trigno"] = "synthetic"
+    source: Literal["synthetic", "replay", "trigno", "lsl"] = "synthetic"
     synthetic: SyntheticSourceConfig = field(default_factory=SyntheticSourceConfig)
     replay: ReplaySourceConfig = field(default_factory=ReplaySourceConfig)
     trigno: TrignoSourceConfig = field(default_factory=TrignoSourceConfig)
+    lsl: LslSourceConfig = field(default_factory=LslSourceConfig)
 
     def __post_init__(self) -> None:
         if self.source == "replay":
@@ -472,6 +502,22 @@ class SpeakConfig:
 
 
 @dataclass(frozen=True)
+class LslConfig:
+    """stream-lsl: our frames and sign events as Lab Streaming Layer outlets (docs/LSL.md)."""
+
+    stream_prefix: str = "signstream"
+    source_id: str = ""
+    status_endpoint: str = "tcp://127.0.0.1:5560"
+
+    def __post_init__(self) -> None:
+        _require(bool(self.stream_prefix) and len(self.stream_prefix) <= 100 and "'" not in self.stream_prefix,
+                 "lsl.stream_prefix", self.stream_prefix, "1-100 characters without a single quote")
+        _require(len(self.source_id) <= 100 and "'" not in self.source_id, "lsl.source_id", self.source_id,
+                 "empty (the prefix and host name) or at most 100 characters without a single quote")
+        _check_endpoint("lsl.status_endpoint", self.status_endpoint)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     status_interval_s: float = 5.0
@@ -498,6 +544,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     speak: SpeakConfig = field(default_factory=SpeakConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    lsl: LslConfig = field(default_factory=LslConfig)
     # Directory of the file this was read from; not a TOML key (the loader refuses it).
     base_dir: str = field(default=".", compare=False, metadata={"toml": False})
 

@@ -38,6 +38,10 @@ def open_source(config, realtime: bool = True):
             from stream.sources.trigno import TrignoSource
 
             return TrignoSource(config)
+        if name == "lsl":
+            from stream.sources.lsl import LslSource
+
+            return LslSource(config)
     except (OSError, ValueError) as error:
         raise DaemonError(f"[acquire] source = {name!r}: {error}") from None
     raise DaemonError(f"[acquire] source = {name!r}: unknown source")

@@ -21,6 +21,7 @@ BENCH_MODULES = [
     "stream.tools.pipeline_bench",
     "stream.tools.monitor_bench",
     "stream.tools.speak_bench",
+    "stream.tools.lsl_bench",
     "train.distill.bench",
 ]
 

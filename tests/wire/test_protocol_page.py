@@ -8,9 +8,11 @@ Node.js one found four counters listed that were never sent) sees what the page 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import struct
+import uuid
 
 import msgpack
 import numpy as np
@@ -22,6 +24,7 @@ from stream.wire.protocol import FrameSpec, decode_frame
 
 from conftest import REPO_ROOT, free_endpoint
 from daemon_helpers import subscriber, tiny_model_card, write_config
+from lsl_helpers import LSL_CONFIG, lsl_skip_reason
 
 PAGE = REPO_ROOT / "docs" / "protocol.md"
 PYTHON_MODULE = "-m"
@@ -101,23 +104,30 @@ def live_messages(tmp_path_factory):
     # stream-monitor (any free web port) runs where its optional extra, aiohttp, is installed.
     monitor = [["monitor"]] if importlib.util.find_spec("aiohttp") else []
     monitor_status = free_endpoint()
+    # stream-lsl runs where its optional extra, pylsl with its liblsl, loads (streams of its own name).
+    lsl = [["lsl"]] if lsl_skip_reason() is None else []
+    lsl_status = free_endpoint()
     config, endpoints = write_config(tmp_path, "[sink]\nconfidence_threshold = 0.0\n"
                                      f'[speak]\nstatus_endpoint = "{speak_status}"\n'
-                                     f'[monitor]\nport = 0\nstatus_endpoint = "{monitor_status}"\n',
+                                     f'[monitor]\nport = 0\nstatus_endpoint = "{monitor_status}"\n'
+                                     f'[lsl]\nstream_prefix = "page-{uuid.uuid4().hex[:10]}"\n'
+                                     f'status_endpoint = "{lsl_status}"\n',
                                      card=tiny_model_card(tmp_path / "model"))
     context = zmq.Context()
     context.setsockopt(zmq.LINGER, 0)
     sockets = {name: subscriber(context, endpoints[name], b"") for name in ("frames", "predictions", "events")}
     sockets["speak"] = subscriber(context, speak_status, b"status")
     sockets["monitor"] = subscriber(context, monitor_status, b"status")
+    sockets["lsl"] = subscriber(context, lsl_status, b"status")
     started = [subprocess.Popen([sys.executable, PYTHON_MODULE, f"stream.daemons.{name}", "--config", str(config), *extra],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-               for name, *extra in [*speak, *monitor, ["sink"], ["infer"], ["acquire"]]]
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "LSLAPICFG": str(LSL_CONFIG)})
+               for name, *extra in [*speak, *monitor, *lsl, ["sink"], ["infer"], ["acquire"]]]
     seen: dict[str, list] = {"description": [], "frame": [], "truth": [], "prediction": [], "event": [], "status": []}
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and not (seen["event"] and seen["truth"] and seen["description"] and len(
-                {msgpack.unpackb(parts[1])["daemon"] for parts in seen["status"]}) == 3 + len(speak) + len(monitor)):
+                {msgpack.unpackb(parts[1])["daemon"] for parts in seen["status"]}) == 3 + len(speak) + len(monitor) + len(lsl)):
             for socket in zmq.select(list(sockets.values()), [], [], 0.1)[0]:
                 parts = socket.recv_multipart()
                 seen[parts[0].decode()].append(parts)
@@ -204,6 +214,7 @@ def test_every_status_sends_exactly_the_counters_and_info_the_page_lists_from_th
     not_run = {name: why for name, why, present in (
         ("stream-speak", "espeak-ng not installed (apt-get install espeak-ng)", shutil.which("espeak-ng")),
         ("stream-monitor", "aiohttp not installed (pip install -e '.[monitor]')", importlib.util.find_spec("aiohttp")),
+        ("stream-lsl", lsl_skip_reason(), True if lsl_skip_reason() is None else None),
     ) if name not in heard and present is None}
     if not_run:
         assert heard == set(counters) - set(not_run)
