@@ -2,7 +2,7 @@
 
 One outlet per modality of the layout (``stream.lsl.streams.outlet_info``) and one marker outlet.
 A frame's samples get LSL timestamps from the sample clock of its acquisition run
-(``stream.lsl.clock.SampleClockMap``): frames lost on the way leave a hole in the LSL timestamps
+(``stream.wire.clock.SampleClockMap``): frames lost on the way leave a hole in the LSL timestamps
 exactly as long as what was lost, a sensor dropout stays NaN, and a restarted stream-acquire (a new
 frames session, its sample clock at zero again) starts a new map. Timestamps never go back: when
 the offset estimate falls (a frame arrived faster than any before), the offset applied follows it
@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from fractions import Fraction
 
-from stream.lsl.clock import SampleClockMap
+from stream.wire.clock import SampleClockMap
 from stream.lsl.streams import marker_info, outlet_info
 
 KEPT_RUNS = 8  # acquisition runs whose clock maps are kept for late events

@@ -17,7 +17,8 @@ from collections import deque
 
 import numpy as np
 
-from stream.stages.recognizer import Recognizer, WallClockMap
+from stream.stages.recognizer import Recognizer
+from stream.wire.clock import SampleClockMap
 from stream.wire.protocol import FrameDecoder, FrameSpec, ProtocolError, SequenceTracker, decode_description
 
 TIMING_SAMPLES = 4096
@@ -34,7 +35,7 @@ class InferenceStage:
         self.recognizer = Recognizer(config, classifier)
         self.decoder = FrameDecoder(FrameSpec.from_config(config))
         self.tracker = SequenceTracker()
-        self.clock = WallClockMap()
+        self.clock = SampleClockMap()  # sample time -> this host's wall time
         self.session = session
         self.emg_rate = float(config.sensors.emg_rate_hz)
         self.counters = {} if counters is None else counters

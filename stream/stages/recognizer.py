@@ -12,7 +12,6 @@ go backwards (a restarted source) reset every stage.
 
 from __future__ import annotations
 
-import collections
 import time
 from dataclasses import dataclass
 
@@ -170,34 +169,3 @@ class Recognizer:
             "start_wall": start_s + wall_offset_s,
             "end_wall": end_s + wall_offset_s,
         }
-
-
-class WallClockMap:
-    """Sample time -> host wall time: the smallest (publication wall time - sample time) over the
-    last ``window_s`` seconds of samples.
-
-    The earliest-arriving frame bounds the offset best (every delay only adds to it); a sliding
-    window rather than the minimum since start lets the map follow the host clock when it is
-    stepped (NTP) or drifts against the sensors' clock. Reset when the source restarts, since its
-    sample clock starts again at zero.
-    """
-
-    def __init__(self, window_s: float = 10.0) -> None:
-        self.window_s = window_s
-        self._candidates: collections.deque = collections.deque()  # (sample time, offset), offsets increasing
-
-    @property
-    def offset_s(self) -> float | None:
-        return self._candidates[0][1] if self._candidates else None
-
-    def observe(self, sample_time_end_s: float, published_wall: float) -> None:
-        offset = published_wall - sample_time_end_s
-        candidates = self._candidates
-        while candidates and candidates[-1][1] >= offset:
-            candidates.pop()
-        candidates.append((sample_time_end_s, offset))
-        while candidates[0][0] < sample_time_end_s - self.window_s:
-            candidates.popleft()
-
-    def reset(self) -> None:
-        self._candidates.clear()

@@ -84,9 +84,9 @@ def test_pretty_lines_for_people():
 
 
 def test_wall_clock_map_takes_the_earliest_arrival_and_follows_a_stepped_clock():
-    from stream.stages.recognizer import WallClockMap
+    from stream.wire.clock import SampleClockMap
 
-    clock = WallClockMap(window_s=10.0)
+    clock = SampleClockMap(window_s=10.0)
     for frame in range(200):  # 2.7 s: delays of 1-5 ms on top of an offset of 1000 s
         clock.observe(frame * 0.0135, 1000.0 + frame * 0.0135 + 0.001 + 0.004 * (frame % 3) / 2)
     assert clock.offset_s == pytest.approx(1000.001)
