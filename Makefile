@@ -19,7 +19,7 @@ $(VENV)/.runtime-installed: pyproject.toml | $(BIN)/python
 
 # Runtime + training + test tools.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[train,test,monitor,lsl]'
+	$(PIP) install -e '.[train,test,monitor,lsl,cluster]'
 	touch $@ $(VENV)/.runtime-installed
 
 install: $(VENV)/.runtime-installed

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,7 +211,8 @@ def load_window_set(dataset, entries, config, plan: WindowPlan, cache_dir: Path 
                              archive["labels"], archive["ids"], archive["padded"], channels, plan.window_samples)
     windows = build_window_set(dataset, entries, config, plan)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial.npz")
+    # One temporary name per process: two runs of a study may build the same windows at once.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial.npz")
     np.savez(temporary, spans=windows.spans, anchor=windows.anchor, lowest_end=windows.lowest_end,
              highest_end=windows.highest_end, labels=windows.labels, ids=windows.ids, padded=windows.padded,
              channels=np.array([windows.channels.get(name, 0) for name in MODALITIES]))
