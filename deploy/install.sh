@@ -32,6 +32,9 @@ usage: install.sh [options]
   --no-start          install and enable the units, but do not start or restart anything
   --with-speak        also install and enable signstream-speak.service (signs said aloud; needs
                       apt-get install espeak-ng alsa-utils: docs/SPEECH.md)
+  --single-process    signstream-pipeline.service (acquire, infer and sink in one process, for a Pi
+                      with little memory) instead of the three daemons' units; without it, an
+                      earlier --single-process install is switched back to the three
   -h, --help          this text
 EOF
 }
@@ -50,6 +53,7 @@ PIP_OPTIONS=()
 SYSTEMD=1
 START=1
 SPEAK=0
+SINGLE=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -68,6 +72,7 @@ while [ $# -gt 0 ]; do
         --no-systemd) SYSTEMD=0; shift ;;
         --no-start) START=0; shift ;;
         --with-speak) SPEAK=1; shift ;;
+        --single-process) SINGLE=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option '$1'" ;;
     esac
@@ -91,6 +96,11 @@ STATE_DIR=/var/lib/signstream
 CACHE_DIR=/var/cache/signstream
 UNIT_DIR=/etc/systemd/system
 SERVICES=(signstream-acquire.service signstream-infer.service signstream-sink.service)
+OTHER_MODE=(signstream-pipeline.service)    # the units of the mode not chosen: removed if present
+if [ "$SINGLE" = 1 ]; then
+    OTHER_MODE=("${SERVICES[@]}")
+    SERVICES=(signstream-pipeline.service)
+fi
 if [ "$SPEAK" = 1 ]; then                # optional: only when asked
     SERVICES+=(signstream-speak.service)
     if [ "$LIVE" = 1 ] && ! command -v espeak-ng >/dev/null; then
@@ -225,9 +235,23 @@ if [ "$SYSTEMD" = 1 ]; then
     UNITS_CHANGED=0
     for unit in signstream.target "${SERVICES[@]}"; do
         sed "s#/opt/signstream#$PREFIX#g" "$SCRIPT_DIR/systemd/$unit" > "$WORK/$unit"
+        if [ "$unit" = signstream.target ]; then   # the target wants the services of this mode
+            sed -i "s#^Wants=.*#Wants=$(printf '%s ' "${SERVICES[@]}" | sed 's/ $//')#" "$WORK/$unit"
+        elif [ "$SINGLE" = 1 ]; then                # stream-speak follows the one process, not stream-sink
+            sed -i '/^\(After\|Wants\)=/s#signstream-sink\.service#signstream-pipeline.service#' "$WORK/$unit"
+        fi
         before=${#CHANGED[@]}
         install_file 0644 "$WORK/$unit" "$ROOT$UNIT_DIR/$unit"
         if [ ${#CHANGED[@]} != "$before" ]; then UNITS_CHANGED=1; fi
+    done
+    for unit in "${OTHER_MODE[@]}"; do           # switching mode: the other mode's units go
+        if [ -e "$ROOT$UNIT_DIR/$unit" ]; then
+            if [ "$LIVE" = 1 ] && [ -d /run/systemd/system ]; then systemctl -q disable --now "$unit" || true
+            elif [ "$LIVE" = 1 ]; then systemctl -q disable "$unit" 2>/dev/null || true; fi
+            rm -f "$ROOT$UNIT_DIR/$unit"
+            CHANGED+=("removed $unit (the other mode)")
+            UNITS_CHANGED=1
+        fi
     done
     if [ "$LIVE" = 1 ]; then
         RUNNING=0   # systemd is not running in a chroot or a container build: enable only

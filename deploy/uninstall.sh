@@ -35,7 +35,7 @@ if [ -z "$ROOT" ]; then LIVE=1; fi
 if [ "$LIVE" = 1 ] && [ "$(id -u)" != 0 ]; then die "run as root (sudo)"; fi
 
 UNITS=(signstream.target signstream-acquire.service signstream-infer.service signstream-sink.service
-       signstream-speak.service)
+       signstream-speak.service signstream-pipeline.service)
 if [ "$LIVE" = 1 ] && command -v systemctl >/dev/null; then
     if [ -d /run/systemd/system ]; then
         systemctl stop "${UNITS[@]}" 2>/dev/null || true

@@ -288,3 +288,29 @@ def test_the_speech_unit_is_installed_only_when_asked_and_stays_idempotent(tmp_p
     uninstall = subprocess.run([str(DEPLOY / "uninstall.sh"), "--root", str(tmp_path)], capture_output=True, text=True,
                                timeout=60)
     assert uninstall.returncode == 0 and not unit.exists()
+
+
+def test_single_process_mode_installs_the_pipeline_unit_instead_and_switches_back(tmp_path, wheel, model_dir):
+    units = tmp_path / "etc/systemd/system"
+    result = run_install(tmp_path, wheel, model_dir, "--single-process", "--with-speak")
+    assert result.returncode == 0, result.stderr
+    pipeline = units / "signstream-pipeline.service"
+    (exec_start,) = unit_values(pipeline, "ExecStart")
+    assert shlex.split(exec_start) == [f"{PREFIX}/venv/bin/stream-pipeline", "--config", CONFIG_PATH]
+    assert os.access(tmp_path / PREFIX.lstrip("/") / "venv/bin/stream-pipeline", os.X_OK)
+    assert unit_values(pipeline, "Conflicts") == ["signstream-acquire.service signstream-infer.service signstream-sink.service"]
+    values = {key: value for _, key, value in unit_lines(pipeline)}
+    assert values["User"] == "signstream" and values["ProtectSystem"] == "strict" and "ExecReload" in values
+    assert not any((units / f"signstream-{name}.service").exists() for name in ("acquire", "infer", "sink"))
+    assert unit_values(units / "signstream.target", "Wants") == ["signstream-pipeline.service signstream-speak.service"]
+    # stream-speak follows the one process (pulling in stream-sink would stop it: Conflicts=).
+    assert unit_values(units / "signstream-speak.service", "Wants") == ["network-online.target signstream-pipeline.service"]
+    before = snapshot(tmp_path)
+    again = run_install(tmp_path, wheel, model_dir, "--single-process", "--with-speak")
+    assert again.returncode == 0 and "nothing to change" in again.stdout, again.stdout + again.stderr
+    assert snapshot(tmp_path) == before
+    back = run_install(tmp_path, wheel, model_dir)
+    assert back.returncode == 0 and "removed signstream-pipeline.service (the other mode)" in back.stdout, back.stdout
+    assert not pipeline.exists() and all((units / f"signstream-{name}.service").exists() for name in SERVICES)
+    assert unit_values(units / "signstream.target", "Wants") == [
+        "signstream-acquire.service signstream-infer.service signstream-sink.service"]
