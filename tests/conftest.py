@@ -163,3 +163,13 @@ def real_samples():
     from train.datasets.lis_myo import read_lis_myo
 
     return read_lis_myo(LIS_MYO_ARCHIVE)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """A tiny synthetic data set (2 signers x 3 repetitions, no sessions) for the train.study tests."""
+    from train.synth.build import generate_dataset
+
+    directory = tmp_path_factory.mktemp("study-data") / "tiny"
+    generate_dataset(directory, signers=2, repetitions=3, seed=5, sessions=0, workers=1, progress=False)
+    return directory

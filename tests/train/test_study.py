@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -21,23 +20,9 @@ from train.study.keys import dataset_hash, file_sha256, input_files, run_key
 from train.study.runner import StudyError, run_study
 from train.study.spec import SpecError, load_study
 from train.study.task import MARKER, THREAD_VARIABLES
+from study_helpers import write_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    from train.synth.build import generate_dataset
-
-    directory = tmp_path_factory.mktemp("study-data") / "tiny"
-    generate_dataset(directory, signers=2, repetitions=3, seed=5, sessions=0, workers=1, progress=False)
-    return directory
-
-
-def write_spec(directory: Path, text: str) -> Path:
-    path = directory / "study.toml"
-    path.write_text(textwrap.dedent(text))
-    return path
 
 
 DISTILL_SPEC = """

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from train.study.executors import LocalExecutor, RayExecutor  # noqa: E402
 from train.study.runner import run_study  # noqa: E402
 from train.study.spec import load_study  # noqa: E402
 from train.study.task import MARKER  # noqa: E402
+from study_helpers import write_spec  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +24,6 @@ def ray_here():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    from train.synth.build import generate_dataset
-
-    directory = tmp_path_factory.mktemp("study-ray-data") / "tiny"
-    generate_dataset(directory, signers=2, repetitions=3, seed=5, sessions=0, workers=1, progress=False)
-    return directory
-
-
-def write_spec(directory: Path, text: str) -> Path:
-    path = directory / "study.toml"
-    path.write_text(textwrap.dedent(text))
-    return path
 
 
 PROXY = """
