@@ -218,6 +218,7 @@ class FrameEncoder:
         self.session = session or new_session_id()
         self._description = spec.description
         self._shapes = [(stream["modality"], tuple(stream["shape"])) for stream in self._description["streams"]]
+        self._has_imu = len(self._shapes) > 1
         self._description_sequence = 0
 
     def encode_description(self, published_wall: float | None = None) -> list[bytes]:
@@ -244,7 +245,7 @@ class FrameEncoder:
             "t_wall": time.time() if published_wall is None else float(published_wall),
             "description": self._description["id"],
             "emg_first_index": int(frame.emg_first_index),
-            "imu_first_index": int(frame.imu_first_index),
+            "imu_first_index": int(frame.imu_first_index) if self._has_imu else 0,  # no IMU stream: no IMU clock
         }
         # astype to little-endian is a no-op copy on little-endian hosts; it makes the bytes exact.
         payload = b"".join(np.ascontiguousarray(array, dtype=WIRE_DTYPE).tobytes() for array in arrays)
