@@ -267,7 +267,10 @@ grid = {{ seed = [1, 2] }}
 def test_an_interrupted_study_resumes_without_redoing_finished_runs(tmp_path):
     spec = write_spec(tmp_path, RESUME_SPEC.format())
     command = [sys.executable, "-m", "train.study", str(spec), "--workers", "1"]
-    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # SIGINT at its default, as in a terminal: a test run started in the background (CI from a
+    # non-interactive shell) inherits SIGINT ignored, and Ctrl-C would then never reach the study.
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     out = tmp_path / "out"
     try:
         deadline = time.monotonic() + 120
