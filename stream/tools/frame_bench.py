@@ -37,6 +37,16 @@ def _frames(config, seconds: float):
     return [next(source) for _ in range(count)]
 
 
+def _median_call_us(function, items) -> float:
+    """Median microseconds of ``function(item)`` over ``items``, each call timed alone."""
+    times = []
+    for item in items:
+        started = time.perf_counter()
+        function(item)
+        times.append(time.perf_counter() - started)
+    return 1e6 * float(np.median(times))
+
+
 def run() -> dict:
     from stream.config import load_config
     from stream.dsp.preprocess import Preprocessor
@@ -62,20 +72,8 @@ def run() -> dict:
         for message in messages:
             predictions += len(stage.process_frame_message(message))
         stage_us.append(1000 * float(np.median(np.fromiter(stage.frame_processing_ms, float))))
-        decoder = FrameDecoder(spec)
-        times = []
-        for message in messages:
-            started = time.perf_counter()
-            decoder.decode(message)
-            times.append(time.perf_counter() - started)
-        decode_us.append(1e6 * float(np.median(times)))
-        preprocessor = Preprocessor(config)
-        times = []
-        for frame in frames:
-            started = time.perf_counter()
-            preprocessor.process_frame(frame)
-            times.append(time.perf_counter() - started)
-        dsp_us.append(1e6 * float(np.median(times)))
+        decode_us.append(_median_call_us(FrameDecoder(spec).decode, messages))
+        dsp_us.append(_median_call_us(Preprocessor(config).process_frame, frames))
     infer, decode, dsp = (statistics.median(values) for values in (stage_us, decode_us, dsp_us))
     paced = InferenceStage(config, classifier, "bench")
     period_s = float(config.layout.frame_period_s)
