@@ -77,12 +77,26 @@ class Processes:
         with self._lock:
             self._running.discard(process)
 
-    def stop_all(self) -> None:
+    def stop_all(self, grace_s: float | None = None) -> None:
+        """SIGINT to every running command's process group; SIGKILL to those still there after the
+        grace period, or at once on a second Ctrl-C. A command that does not stop on SIGINT (one
+        that ignores it, or a multiprocessing pool stuck in its own shutdown) must not hold the study."""
         self.stopping = True
         with self._lock:
             running = list(self._running)
         for process in running:
             _signal_group(process, signal.SIGINT)
+        deadline = time.monotonic() + (STOP_GRACE_S if grace_s is None else grace_s)
+        try:
+            for process in running:
+                try:
+                    process.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    _signal_group(process, signal.SIGKILL)
+        except BaseException:
+            for process in running:
+                _signal_group(process, signal.SIGKILL)
+            raise
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:

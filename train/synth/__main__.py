@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileExistsError, ValueError, OSError) as error:
         print(f"train.synth: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"train.synth: stopped; {arguments.out} has no index.json yet (an unfinished data set): "
+              "run the same command again to rebuild it", file=sys.stderr)
+        return 130
     print(json.dumps(summary))
     return 0
 
