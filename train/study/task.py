@@ -77,26 +77,12 @@ class Processes:
         with self._lock:
             self._running.discard(process)
 
-    def stop_all(self, grace_s: float | None = None) -> None:
-        """SIGINT to every running command's process group; SIGKILL to those still there after the
-        grace period, or at once on a second Ctrl-C. A command that does not stop on SIGINT (one
-        that ignores it, or a multiprocessing pool stuck in its own shutdown) must not hold the study."""
+    def stop_all(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Every running command stopped (``stop``); no new one starts."""
         self.stopping = True
         with self._lock:
             running = list(self._running)
-        for process in running:
-            _signal_group(process, signal.SIGINT)
-        deadline = time.monotonic() + (STOP_GRACE_S if grace_s is None else grace_s)
-        try:
-            for process in running:
-                try:
-                    process.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    _signal_group(process, signal.SIGKILL)
-        except BaseException:
-            for process in running:
-                _signal_group(process, signal.SIGKILL)
-            raise
+        stop(running, grace_s)
 
 
 def _signal_group(process: subprocess.Popen, signum: int) -> None:
@@ -106,16 +92,25 @@ def _signal_group(process: subprocess.Popen, signum: int) -> None:
         pass
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """SIGINT to the command's process group, SIGKILL if it has not gone after the grace period."""
-    if process.poll() is not None:
-        return
-    _signal_group(process, signal.SIGINT)
+def stop(processes: list[subprocess.Popen], grace_s: float = STOP_GRACE_S) -> None:
+    """SIGINT to each command's process group; SIGKILL to those still there after the grace period,
+    or at once on a second Ctrl-C. A command that does not stop on SIGINT (one that ignores it, or a
+    multiprocessing pool stuck in its own shutdown) must not hold the study."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        _signal_group(process, signal.SIGINT)
+    deadline = time.monotonic() + grace_s
     try:
-        process.wait(STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        _signal_group(process, signal.SIGKILL)
-        process.wait()
+        for process in running:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+    except BaseException:
+        for process in running:
+            _signal_group(process, signal.SIGKILL)
+        raise
 
 
 def is_complete(directory: Path, key: str, artefact: str) -> bool:
@@ -171,7 +166,7 @@ def execute(task: Task, directory: Path, processes: Processes | None = None) -> 
         try:
             returncode = process.wait()
         except BaseException:  # KeyboardInterrupt in the main thread, or a Ray task cancelled
-            _stop(process)
+            stop([process])
             raise
         finally:
             if processes is not None:
